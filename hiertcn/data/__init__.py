@@ -1,0 +1,1 @@
+"""Data pipeline: load interactions, cut them into sessions, split, cache, batch."""

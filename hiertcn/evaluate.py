@@ -1,0 +1,43 @@
+"""Next-item evaluation: every scored event of every user, ranked against all items.
+
+A recommender is anything with `predict_user(sessions, u) -> (E_u, n_items)` scores,
+where row i predicts the user's i-th event from the events before it only (the first
+event of a session from the long-term state alone). Rows of unscored sessions (the
+warm-up history of a time split) are computed but not counted.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from hiertcn.data.sessions import Sessions
+from hiertcn.metrics import metrics_from_ranks, ranks
+
+
+class Recommender(Protocol):
+    def predict_user(self, sessions: Sessions, u: int) -> np.ndarray: ...
+
+
+def user_events(sessions: Sessions, u: int) -> tuple[np.ndarray, np.ndarray]:
+    """The user's event items (E_u,) and whether each one is scored (E_u,)."""
+    s = sessions.user_sessions(u)
+    lo, hi = sessions.session_offsets[s.start], sessions.session_offsets[s.stop]
+    lengths = sessions.session_lengths()[s.start:s.stop]
+    return sessions.items[lo:hi], np.repeat(sessions.scored[s.start:s.stop], lengths)
+
+
+def evaluate(model: Recommender, sessions: Sessions, progress: bool = True,
+             desc: str = "evaluate") -> dict[str, float]:
+    all_ranks = []
+    for u in tqdm(range(sessions.n_users), desc=desc, disable=not progress, leave=False):
+        targets, scored = user_events(sessions, u)
+        if not scored.any():
+            continue
+        scores = model.predict_user(sessions, u)  # (E_u, n_items)
+        all_ranks.append(ranks(np.asarray(scores)[scored], targets[scored]))
+    result = metrics_from_ranks(np.concatenate(all_ranks))
+    result["events"] = int(sum(len(r) for r in all_ranks))
+    return result
