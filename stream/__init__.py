@@ -1,0 +1,1 @@
+"""Kafka/Faust serving side of HierTCN."""

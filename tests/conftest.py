@@ -1,0 +1,41 @@
+"""Shared fixtures: a real local Kafka broker and fresh names per test."""
+
+import os
+import uuid
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory):
+    """bootstrap.servers of a real Kafka broker, started once per session.
+
+    Uses $KAFKA_BOOTSTRAP_SERVERS when set. Otherwise the broker's data lives
+    in a session tmp dir, while the jars stay cached in the repo's .kafka/libs
+    so Maven resolves them once per machine.
+    """
+    from stream import localkafka
+
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    broker = localkafka.start(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def unique_name(request):
+    """A fresh topic/group name per test, e.g. 'test-round-trip-1a2b3c4d'.
+
+    Call it with a suffix for several names in one test: unique_name('in').
+    """
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:60].strip("-")
+    token = uuid.uuid4().hex[:8]
+
+    def make(suffix: str = "") -> str:
+        return f"{base}-{token}" + (f"-{suffix}" if suffix else "")
+
+    return make
