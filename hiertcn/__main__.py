@@ -1,0 +1,5 @@
+import sys
+
+from hiertcn.cli import main
+
+sys.exit(main())

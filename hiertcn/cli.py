@@ -1,0 +1,231 @@
+"""`hiertcn prepare | train | evaluate | export | bench | demo` (also `python -m hiertcn`).
+
+Every command prints one line and exits 2 on a bad option or data file; the resolved
+configuration is logged at start and saved next to what the command writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hiertcn.data.cache import load_splits
+from hiertcn.data.loaders import FORMATS
+from hiertcn.data.sessions import SessionConfig
+from hiertcn.data.splits import SPLITS, SplitConfig
+from hiertcn.errors import ConfigError, DataError, HierTCNError
+from hiertcn.losses import LOSSES, LossConfig
+from hiertcn.train import TrainConfig
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "movielens.csv.gz"
+log = logging.getLogger("hiertcn")
+
+
+# ---- shared option groups ------------------------------------------------------------
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help="interaction log (default: the shipped MovieLens)")
+    g.add_argument("--format", choices=FORMATS, default=None,
+                   help="file format (default: detected from the file)")
+    g.add_argument("--cache-dir", type=Path, default=Path(".cache/hiertcn"),
+                   help="where pre-built session tensors are kept (default: %(default)s)")
+    d = SessionConfig()
+    g.add_argument("--gap-s", type=int, default=d.gap_s,
+                   help="inactivity gap in seconds that ends a session (default: %(default)s)")
+    g.add_argument("--max-session-len", type=int, default=d.max_session_len,
+                   help="longer sessions are cut into pieces (default: %(default)s)")
+    g.add_argument("--min-item-count", type=int, default=d.min_item_count,
+                   help="drop items seen fewer times (default: %(default)s)")
+    g.add_argument("--min-sessions-per-user", type=int, default=d.min_sessions_per_user,
+                   help="drop users with fewer sessions (default: %(default)s)")
+    g.add_argument("--keep-repeats", action="store_true",
+                   help="keep consecutive clicks on the same item (default: drop them)")
+    s = SplitConfig()
+    g.add_argument("--split", choices=SPLITS, default=s.kind,
+                   help="'user': 80/10/10 by user, the paper's protocol; 'time': the last "
+                        "period is held out (default: %(default)s)")
+    g.add_argument("--split-seed", type=int, default=s.seed, help="which users go where")
+
+
+def data_configs(args) -> tuple[SessionConfig, SplitConfig]:
+    return (SessionConfig(gap_s=args.gap_s, max_session_len=args.max_session_len,
+                          drop_repeats=not args.keep_repeats,
+                          min_item_count=args.min_item_count,
+                          min_sessions_per_user=args.min_sessions_per_user),
+            SplitConfig(kind=args.split, seed=args.split_seed))
+
+
+def load_data(args):
+    sessions, splits = data_configs(args)
+    return load_splits(args.data, args.format, sessions, splits, args.cache_dir), sessions, splits
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    d = TrainConfig()
+    for f in fields(TrainConfig):
+        if f.name in ("loss", "max_seconds"):
+            continue
+        g.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(d, f.name)),
+                       default=getattr(d, f.name), help=f"(default: {getattr(d, f.name)})")
+    g.add_argument("--loss", choices=LOSSES, default="softmax",
+                   help="softmax over all items, or sampled max-margin (default: %(default)s)")
+    g.add_argument("--max-seconds", type=float, default=None,
+                   help="stop training after this many seconds")
+
+
+def train_config(args) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)} - {"loss"}
+    return TrainConfig(loss=LossConfig(kind=args.loss),
+                       **{n: getattr(args, n) for n in names})
+
+
+# ---- commands ------------------------------------------------------------------------
+
+def cmd_prepare(args) -> None:
+    parts, _, _ = load_data(args)
+    for name, part in parts.items():
+        print(f"{name:5s} {part.summary()}")
+
+
+def cmd_train(args) -> None:
+    from hiertcn.models import build_model
+    from hiertcn.checkpoint import save_checkpoint
+    from hiertcn.train import count_parameters, fit
+    parts, sess_cfg, split_cfg = load_data(args)
+    vectors = load_item_vectors(args.item_vectors, parts["train"].item_ids) \
+        if args.item_vectors else None
+    model = build_model(args.model, parts["train"].n_items, vectors)
+    config = train_config(args)
+    resolved = {"model": args.model, "model_config": model.config.to_dict(),
+                "train": config.to_dict(), "session_config": sess_cfg.to_dict(),
+                "split_config": split_cfg.to_dict(), "data": str(args.data),
+                "params": count_parameters(model)}
+    log.info("resolved config: %s", json.dumps(resolved))
+    result = fit(model, parts["train"], parts["val"], config, name=args.model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(resolved, indent=2))
+    (out / "curve.json").write_text(json.dumps(result.curve, indent=2))
+    save_checkpoint(out / "checkpoint.pt", model, parts["train"].item_ids,
+                    step=result.best_epoch, extra={k: v for k, v in resolved.items()
+                                                   if k != "model_config"})
+    print(f"best epoch {result.best_epoch}: val " + format_metrics(result.best_val))
+    print(f"checkpoint: {out / 'checkpoint.pt'}")
+
+
+def cmd_evaluate(args) -> None:
+    from hiertcn.checkpoint import load_checkpoint
+    from hiertcn.evaluate import evaluate
+    model, ckpt = load_checkpoint(args.checkpoint)
+    args.split = ckpt["split_config"]["kind"]  # evaluate on the split it was trained for
+    args.split_seed = ckpt["split_config"]["seed"]
+    parts, _, _ = load_data(args)
+    if list(parts["test"].item_ids) != ckpt["item_ids"]:
+        raise DataError(f"{args.data} with these options gives another item catalogue than "
+                        f"the checkpoint was trained on: use the same data options")
+    print("test " + format_metrics(evaluate(model, parts["test"])))
+
+
+def cmd_export(args) -> None:
+    from hiertcn.checkpoint import export
+    out = export(args.checkpoint, args.out)
+    print(f"export written to {out}: " + (out / "meta.json").read_text().replace("\n", " "))
+
+
+def cmd_bench(args) -> None:
+    from hiertcn import bench
+    bench.main(args)
+
+
+def cmd_demo(args) -> None:
+    from hiertcn import demo
+    demo.main(args)
+
+
+def load_item_vectors(path: Path, item_ids: np.ndarray) -> torch.Tensor:
+    """A .npz with `ids` (N,) and `vectors` (N, D): frozen item vectors, as the
+    Pinterest variant of the released code uses."""
+    try:
+        npz = np.load(path, allow_pickle=False)
+        ids, vectors = [str(i) for i in npz["ids"]], npz["vectors"].astype(np.float32)
+    except (OSError, KeyError, ValueError) as err:
+        raise DataError(f"cannot read item vectors from {path} (a .npz with 'ids' and "
+                        f"'vectors' is expected): {err}") from None
+    row = {item: i for i, item in enumerate(ids)}
+    missing = [i for i in item_ids if i not in row]
+    if missing:
+        raise DataError(f"{path} has no vector for {len(missing)} items of the data, "
+                        f"e.g. {missing[0]!r}")
+    return torch.from_numpy(vectors[[row[i] for i in item_ids]])
+
+
+def format_metrics(m: dict) -> str:
+    return " ".join(f"{k} {v:.4f}" for k, v in m.items() if k != "events") + \
+        f" ({m.get('events', 0)} events)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hiertcn.models import NEURAL_MODELS
+    parser = argparse.ArgumentParser(prog="hiertcn", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("prepare", help="sessionise, split and cache a data file")
+    add_data_options(p)
+    p.set_defaults(run=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a model, early-stopped on validation MRR@20")
+    add_data_options(p)
+    add_train_options(p)
+    p.add_argument("--model", choices=NEURAL_MODELS, default="hiertcn")
+    p.add_argument("--item-vectors", type=Path, default=None,
+                   help=".npz with ids and vectors: load item vectors frozen")
+    p.add_argument("--out", type=Path, default=Path("runs/hiertcn"),
+                   help="run folder for checkpoint, config and curve (default: %(default)s)")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("evaluate", help="metrics on the test split (the only reader of it)")
+    add_data_options(p)
+    p.add_argument("--checkpoint", type=Path, default=Path("runs/hiertcn/checkpoint.pt"))
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write what the stream worker loads")
+    p.add_argument("--checkpoint", type=Path, default=Path("runs/hiertcn/checkpoint.pt"))
+    p.add_argument("--out", type=Path, default=Path("artifacts/export"))
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("bench", help="accuracy and training benchmarks -> benchmarks/results")
+    p.add_argument("which", choices=("accuracy", "training", "all"), nargs="?", default="all")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=None, help="override epochs (quick runs)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    p.set_defaults(run=cmd_bench)
+
+    p = sub.add_parser("demo", help="the main job: train, evaluate, print the table")
+    p.add_argument("--quick", action="store_true", help="a few epochs only")
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        datefmt="%H:%M:%S")
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except HierTCNError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,111 @@
+"""What the stream needs from a model export: batched step-wise inference over
+per-user states stored as compact float32 bytes, and top-K search with faiss.
+
+A user's state is two blobs, so the stream can keep them in two tables:
+- `gru`: the long-term state h, (L*H,) float32, rolled once per session;
+- `window`: the current session: every TCN block's cached inputs, the running sum
+  and count of projected items (for the session mean fed to the GRU), and the latest
+  user embedding (so an event with an unknown item can still be answered).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+
+from hiertcn.checkpoint import load_checkpoint
+from hiertcn.errors import CheckpointError
+from hiertcn.model import HierTCN, StepState
+
+
+class StreamModel:
+    def __init__(self, model: HierTCN, item_ids: list[str], index: faiss.Index, version: str):
+        self.model = model.eval()
+        self.item_ids = item_ids
+        self.index_of = {item: i for i, item in enumerate(item_ids)}
+        self.index = index
+        self.version = version
+        c = model.config
+        self._shapes = [(p.shape[1], p.shape[2]) for p in model.tcn.empty_past(1)]
+        self._gru_size = c.gru_layers * c.gru_hidden
+        self._window_size = (sum(a * b for a, b in self._shapes) + c.channels + 1 + c.item_dim)
+
+    @classmethod
+    def load(cls, export_dir: str | Path) -> "StreamModel":
+        d = Path(export_dir)
+        if not (d / "meta.json").exists():
+            raise CheckpointError(f"no model export in {d}: run `hiertcn export` first")
+        meta = json.loads((d / "meta.json").read_text())
+        model, _ = load_checkpoint(d / "model.pt")
+        index = faiss.read_index(str(d / "items.faiss"))
+        return cls(model, json.loads((d / "item_ids.json").read_text()), index, meta["version"])
+
+    @property
+    def receptive_field(self) -> int:
+        return self.model.tcn.receptive_field
+
+    # ---- state <-> bytes ---------------------------------------------------------
+
+    def pack(self, state: StepState) -> list[tuple[bytes, bytes]]:
+        """Per user (gru blob, window blob)."""
+        n = state.h.shape[0]
+        gru = state.h.reshape(n, -1).numpy()
+        window = torch.cat([p.reshape(n, -1) for p in state.pasts] + [
+            state.session_sum, state.session_len[:, None], state.embedding], dim=1).numpy()
+        return [(gru[i].tobytes(), window[i].tobytes()) for i in range(n)]
+
+    def unpack(self, blobs: list[tuple[bytes, bytes]]) -> StepState:
+        c = self.model.config
+        gru = np.stack([np.frombuffer(g, np.float32) for g, _ in blobs])  # (B, L*H)
+        window = torch.from_numpy(np.stack([np.frombuffer(w, np.float32) for _, w in blobs]))
+        if gru.shape[1] != self._gru_size or window.shape[1] != self._window_size:
+            raise CheckpointError("stored state does not fit this model's shapes")
+        pasts, at = [], 0
+        for steps, width in self._shapes:
+            pasts.append(window[:, at:at + steps * width].reshape(-1, steps, width))
+            at += steps * width
+        session_sum = window[:, at:at + c.channels]
+        at += c.channels
+        return StepState(h=torch.from_numpy(gru.copy()).reshape(-1, c.gru_layers, c.gru_hidden),
+                         pasts=pasts, session_sum=session_sum, session_len=window[:, at],
+                         embedding=window[:, at + 1:])
+
+    # ---- batched model calls -----------------------------------------------------
+
+    @torch.no_grad()
+    def fresh(self, n: int) -> list[tuple[bytes, bytes]]:
+        return self.pack(self.model.initial_state(n))
+
+    @torch.no_grad()
+    def end_sessions(self, blobs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        return self.pack(self.model.end_session(self.unpack(blobs)))
+
+    @torch.no_grad()
+    def step(self, blobs: list[tuple[bytes, bytes]], items: list[int]):
+        """Feed one known item per user; returns new blobs and embeddings (B, D)."""
+        state = self.model.step(self.unpack(blobs), torch.tensor(items, dtype=torch.long))
+        return self.pack(state), state.embedding.numpy()
+
+    def embeddings(self, blobs: list[tuple[bytes, bytes]]) -> np.ndarray:
+        """The latest embedding stored in each window blob (B, D), no model call."""
+        d = self.model.config.item_dim
+        return np.stack([np.frombuffer(w, np.float32)[-d:] for _, w in blobs])
+
+    def top_k(self, embeddings: np.ndarray, k: int,
+              exclude: list[set[int]] | None = None) -> list[list[tuple[str, float]]]:
+        """One faiss search for the whole batch; asks for k + |exclude| so that
+        dropping excluded items still leaves k."""
+        extra = max((len(e) for e in exclude), default=0) if exclude else 0
+        scores, idx = self.index.search(np.ascontiguousarray(embeddings, np.float32),
+                                        min(k + extra, self.index.ntotal))
+        out = []
+        for row in range(len(idx)):
+            skip = exclude[row] if exclude else ()
+            hits = [(self.item_ids[i], float(s)) for i, s in zip(idx[row], scores[row])
+                    if i >= 0 and i not in skip]
+            out.append(hits[:k])
+        return out

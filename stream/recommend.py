@@ -1,0 +1,224 @@
+"""The pure recommendation step, kept apart from Faust so it is unit-testable.
+
+`process_batch` takes one micro-batch of decoded clicks, the current per-user state
+(read through a callable), and returns the new per-user state and the messages to
+publish. It makes one model call per *round* (round r holds every user's r-th event in
+the batch, so a user's events are applied in order) and one faiss search per batch.
+
+Policies:
+- session end: an explicit `session_end` event, an inactivity gap longer than
+  `session_gap_s` in event time (seen on the user's next event, or by the sweep), or
+  `max_session_len` events (the same cut as training) roll the GRU and open a new
+  session;
+- late events (ts before the session's last event) are applied in arrival order, the
+  partition order, but never move `last_ts` back and never start or end a session;
+- unknown items (not in the model's vocabulary) are not fed to the model: the event
+  is still answered from the current state, and counted;
+- model version: a state written by another model version is reset, and counted;
+- redelivery: every state records the offset of the last event applied to it; an
+  event at or below it is answered again from the stored state but not re-applied,
+  so state is exactly-once and output at-least-once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import orjson
+
+from hiertcn.inference import StreamModel
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A decoded click with where it came from."""
+
+    user_id: str
+    item_id: str | None  # None for a session_end event
+    ts: float  # event time, Unix seconds
+    event: str  # "click" | "session_end"
+    event_id: str | None
+    partition: int
+    offset: int
+    received: float = 0.0  # wall-clock arrival, for latency
+
+
+@dataclass
+class UserState:
+    """One user's rows in the three tables."""
+
+    gru: bytes  # long-term state h (float32)
+    window: bytes  # TCN caches + session sums + latest embedding (float32)
+    model: str  # model version that wrote gru and window
+    session: int = 0  # sessions opened so far; also the session id in messages
+    sessions_rolled: int = 0  # GRU updates
+    last_ts: float | None = None  # latest event time in the current session
+    length: int = 0  # events fed in the current session
+    clicked: list[int] = field(default_factory=list)  # item indices in the session
+    offset: int = -1  # offset of the last event applied (partition is the key's)
+
+    def meta_bytes(self) -> bytes:
+        return orjson.dumps({"model": self.model, "session": self.session,
+                             "sessions_rolled": self.sessions_rolled,
+                             "last_ts": self.last_ts, "length": self.length,
+                             "clicked": self.clicked, "offset": self.offset})
+
+    @classmethod
+    def from_rows(cls, gru: bytes, window: bytes, meta: bytes) -> "UserState":
+        return cls(gru=gru, window=window, **orjson.loads(meta))
+
+
+@dataclass
+class Output:
+    user_id: str
+    event_id: str | None
+    ts: float
+    session: int
+    model: str
+    embedding_row: int  # row of `BatchResult.embeddings`
+    recommend: bool  # clicks get recommendations; session_end only an embedding
+    received: float
+    exclude: frozenset = frozenset()  # items clicked in the session so far
+    items: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class BatchResult:
+    states: dict[str, UserState]
+    outputs: list[Output]
+    embeddings: list  # float32 (D,) arrays, indexed by Output.embedding_row
+    counts: Counter  # unknown_items, model_resets, redelivered, late, rolled_<reason>
+
+
+@dataclass(frozen=True)
+class Policy:
+    top_k: int = 20
+    session_gap_s: float = 1800
+    max_session_len: int = 100
+    exclude_clicked: bool = True
+
+
+def process_batch(model: StreamModel, events: list[Incoming],
+                  load: Callable[[str], UserState | None], policy: Policy) -> BatchResult:
+    states: dict[str, UserState] = {}
+    counts: Counter = Counter()
+    outputs: list[Output] = []
+    embeddings: list = []
+    for round_events in _rounds(events):
+        for ev in round_events:
+            if ev.user_id not in states:
+                states[ev.user_id] = _current(model, load(ev.user_id), counts)
+        _apply_round(model, round_events, states, policy, counts)
+        for ev in round_events:
+            st = states[ev.user_id]
+            embeddings.append(model.embeddings([(st.gru, st.window)])[0])
+            exclude = frozenset(st.clicked) if policy.exclude_clicked else frozenset()
+            outputs.append(Output(ev.user_id, ev.event_id, ev.ts, st.session, model.version,
+                                  len(embeddings) - 1, ev.event == "click", ev.received,
+                                  exclude))
+    _attach_top_k(model, outputs, embeddings, policy)
+    return BatchResult(states, outputs, embeddings, counts)
+
+
+def _rounds(events: list[Incoming]) -> list[list[Incoming]]:
+    """Round r holds each user's r-th event of the batch, keeping per-user order."""
+    seen: Counter = Counter()
+    rounds: list[list[Incoming]] = []
+    for ev in events:
+        r = seen[ev.user_id]
+        seen[ev.user_id] += 1
+        if r == len(rounds):
+            rounds.append([])
+        rounds[r].append(ev)
+    return rounds
+
+
+def _current(model: StreamModel, state: UserState | None, counts: Counter) -> UserState:
+    if state is not None and state.model == model.version:
+        return state
+    if state is not None:
+        counts["model_resets"] += 1
+    gru, window = model.fresh(1)[0]
+    return UserState(gru=gru, window=window, model=model.version, session=1)
+
+
+def _apply_round(model, events, states, policy, counts) -> None:
+    to_roll, to_step = [], []
+    for ev in events:
+        st = states[ev.user_id]
+        if ev.offset <= st.offset:
+            counts["redelivered"] += 1
+            continue
+        reason = _session_end_reason(st, ev, policy)
+        if reason:
+            to_roll.append(st)
+            counts[f"rolled_{reason}"] += 1
+        if ev.event == "click":
+            item = model.index_of.get(ev.item_id)
+            if item is None:
+                counts["unknown_items"] += 1
+            else:
+                to_step.append((st, item))
+        if st.last_ts is not None and ev.ts < st.last_ts:
+            counts["late"] += 1
+        st.last_ts = ev.ts if st.last_ts is None else max(st.last_ts, ev.ts)
+        st.offset = ev.offset
+    roll_sessions(model, to_roll)
+    _step(model, to_step)
+
+
+def _session_end_reason(st: UserState, ev: Incoming, policy: Policy) -> str | None:
+    if ev.event == "session_end":
+        return "explicit"
+    if st.length == 0:
+        return None
+    if st.last_ts is not None and ev.ts - st.last_ts > policy.session_gap_s:
+        return "gap"
+    if st.length >= policy.max_session_len:
+        return "max_len"
+    return None
+
+
+def roll_sessions(model: StreamModel, states: list[UserState]) -> None:
+    """One model call rolls the GRU of every given user and opens a new session.
+    Also used by the sweep."""
+    if not states:
+        return
+    blobs = model.end_sessions([(s.gru, s.window) for s in states])
+    for st, (gru, window) in zip(states, blobs):
+        if st.length:
+            st.sessions_rolled += 1
+        st.gru, st.window = gru, window
+        st.session += 1
+        st.length, st.clicked, st.last_ts = 0, [], None
+
+
+def _step(model: StreamModel, pairs: list[tuple[UserState, int]]) -> None:
+    if not pairs:
+        return
+    blobs, _ = model.step([(s.gru, s.window) for s, _ in pairs], [i for _, i in pairs])
+    for (st, item), (gru, window) in zip(pairs, blobs):
+        st.gru, st.window = gru, window
+        st.length += 1
+        st.clicked.append(item)
+
+
+def _attach_top_k(model, outputs, embeddings, policy) -> None:
+    wanted = [o for o in outputs if o.recommend]
+    if not wanted:
+        return
+    emb = np.stack([embeddings[o.embedding_row] for o in wanted])  # (n, D)
+    for o, items in zip(wanted, model.top_k(emb, policy.top_k, [o.exclude for o in wanted])):
+        o.items = items
+
+
+def idle_sessions(states: dict[str, UserState], watermark: float,
+                  gap_s: float) -> list[str]:
+    """Users whose open session has been idle longer than the gap, in event time
+    (the watermark is the latest event time the worker has seen)."""
+    return [u for u, st in states.items()
+            if st.length and st.last_ts is not None and watermark - st.last_ts > gap_s]
+
