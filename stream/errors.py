@@ -7,3 +7,16 @@ class StreamError(Exception):
 
 class BrokerError(StreamError):
     """The Kafka broker could not be started, reached, stopped or administered."""
+
+
+class ConfigError(StreamError):
+    """A stream setting has a bad value; the message names the option and its env variable."""
+
+
+class BadEvent(StreamError):
+    """An input event cannot be used; `reason` is short and machine-friendly
+    ("not_json", "missing_field:user_id", ...) so the DLQ can be grouped by it."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,189 @@
+"""The message contract between producers, the worker and consumers (JSON via orjson).
+
+Input, topic `clicks`, key = user id (UTF-8):
+    {"user_id": "42", "item_id": "318", "ts": 1260759144, "event": "click", "event_id": "42:17"}
+    user_id, item_id: str or int (normalised to str); ts: Unix seconds (int/float) or
+    ISO 8601 ("2016-10-16T12:00:00Z"; no zone = UTC); event: "click" (default) or
+    "session_end" (item_id not needed); event_id: optional str, echoed in the output.
+Outputs carry "v": SCHEMA_VERSION so consumers can tell a contract change apart:
+    recommendations {"v","user_id","event_id","ts","session","items":[{"item_id","score"}],
+                     "model","latency_ms"?}
+    user-embeddings {"v","user_id","ts","embedding":[float...],"model"}
+    clicks-dlq      {"v","reason","source":"topic[partition]@offset","topic","partition",
+                     "offset","original_b64"}
+
+Hot path: plain dataclasses with slots and orjson, no validation framework.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import orjson
+
+from stream.errors import BadEvent
+
+SCHEMA_VERSION = 1
+EVENTS = ("click", "session_end")
+# Seconds beyond this (year 5138) are almost surely milliseconds sent by mistake.
+MAX_TS = 1e11
+
+
+@dataclass(frozen=True, slots=True)
+class Click:
+    user_id: str
+    item_id: str | None  # None for session_end
+    ts: float  # Unix seconds, UTC
+    event: str = "click"
+    event_id: str | None = None
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def decode_click(key: bytes | None, value: bytes | None, max_bytes: int = 65536) -> Click:
+    """Parse one input event or raise BadEvent(reason) for the dead-letter topic."""
+    if value is None:  # a tombstone: nothing to parse
+        raise BadEvent("not_json")
+    if len(value) > max_bytes:  # checked before parsing: a huge payload costs nothing
+        raise BadEvent("too_large")
+    try:
+        obj = orjson.loads(value)  # also rejects non-UTF-8 bytes
+    except orjson.JSONDecodeError:
+        raise BadEvent("not_json") from None
+    if not isinstance(obj, dict):
+        raise BadEvent("not_object")
+    event = obj.get("event", "click")
+    if event not in EVENTS:  # `in` on a tuple of str: an unhashable value is fine too
+        raise BadEvent("bad_event")
+    user_id = _id(obj, "user_id")
+    item_id = _id(obj, "item_id") if event == "click" else None
+    ts = _ts(obj)
+    event_id = _optional_id(obj, "event_id")
+    _check_key(key, user_id)
+    return Click(user_id, item_id, ts, event, event_id)
+
+
+def _id(obj: dict, name: str) -> str:
+    value = obj.get(name)
+    if value is None or value == "":
+        raise BadEvent(f"missing_field:{name}")
+    if type(value) is str:
+        return value
+    if type(value) is int:  # not bool (a subclass of int) and not float: 1.0 is no id
+        return str(value)
+    raise BadEvent(f"wrong_type:{name}")
+
+
+def _optional_id(obj: dict, name: str) -> str | None:
+    return None if obj.get(name) is None else _id(obj, name)
+
+
+def _ts(obj: dict) -> float:
+    value = obj.get("ts")
+    if value is None:
+        raise BadEvent("missing_field:ts")
+    if type(value) in (int, float):
+        ts = float(value)
+    elif type(value) is str:
+        ts = _iso_seconds(value)
+    else:
+        raise BadEvent("wrong_type:ts")
+    if not 0 <= ts < MAX_TS:  # also false for NaN and inf
+        raise BadEvent("bad_ts")
+    return ts
+
+
+def _iso_seconds(text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadEvent("bad_ts") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _check_key(key: bytes | None, user_id: str) -> None:
+    """The key decides the partition, so it must be the user: else the user's state
+    would be split over partitions (and workers)."""
+    if key is None:
+        return
+    if len(key) == 0:
+        raise BadEvent("empty_key")
+    if key != user_id.encode():
+        raise BadEvent("key_mismatch")
+
+
+def decode_recommendation(value: bytes) -> dict:
+    """A recommendation message as a dict (for tail and tests)."""
+    return _decode_versioned(value)
+
+
+def _decode_versioned(value: bytes) -> dict:
+    """Any output message: a JSON object of this SCHEMA_VERSION."""
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise BadEvent("not_json") from None
+    if not isinstance(obj, dict):
+        raise BadEvent("not_object")
+    if obj.get("v") != SCHEMA_VERSION:
+        raise BadEvent("bad_version")
+    return obj
+
+
+def decode_dlq(value: bytes) -> dict:
+    """A dead-letter message as a dict, with the original bytes under "original"."""
+    obj = _decode_versioned(value)
+    obj["original"] = base64.b64decode(obj["original_b64"])
+    return obj
+
+
+# ---------------------------------------------------------------- encoding
+
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY  # numpy scalars/arrays without a Python copy
+
+
+def encode_click(user_id, item_id, ts, event: str = "click", event_id: str | None = None) -> bytes:
+    """An input event, as producers (replay, tests) write it."""
+    obj = {"user_id": str(user_id), "ts": ts, "event": event}
+    if item_id is not None:
+        obj["item_id"] = str(item_id)
+    if event_id is not None:
+        obj["event_id"] = event_id
+    return orjson.dumps(obj, option=_NUMPY)
+
+
+def encode_recommendation(user_id: str, event_id: str | None, ts: float, session,
+                          items, model_version: str, latency_ms: float | None = None) -> bytes:
+    """`items`: (item_id, score) pairs, best first; scores float or numpy scalars."""
+    obj = {"v": SCHEMA_VERSION, "user_id": user_id, "event_id": event_id, "ts": ts,
+           "session": session,
+           "items": [{"item_id": item_id, "score": score} for item_id, score in items],
+           "model": model_version}
+    if latency_ms is not None:
+        obj["latency_ms"] = latency_ms
+    return orjson.dumps(obj, option=_NUMPY)
+
+
+def encode_embedding(user_id: str, ts: float, embedding: np.ndarray, model_version: str) -> bytes:
+    """`embedding`: (D,) user state; sent as float32 (shortest round-trip decimals)."""
+    vector = np.ascontiguousarray(embedding, dtype=np.float32)  # orjson needs C order
+    if vector.ndim != 1:
+        raise ValueError(f"embedding must be 1-D (D,), got shape {vector.shape}")
+    obj = {"v": SCHEMA_VERSION, "user_id": user_id, "ts": ts, "embedding": vector,
+           "model": model_version}
+    return orjson.dumps(obj, option=_NUMPY)
+
+
+def encode_dlq(original: bytes | None, reason: str, topic: str, partition: int,
+               offset: int) -> bytes:
+    """Base64 keeps any original, even non-UTF-8 or binary, inside JSON."""
+    obj = {"v": SCHEMA_VERSION, "reason": reason, "source": f"{topic}[{partition}]@{offset}",
+           "topic": topic, "partition": partition, "offset": offset,
+           "original_b64": base64.b64encode(original or b"").decode("ascii")}
+    return orjson.dumps(obj)
