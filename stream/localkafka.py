@@ -348,14 +348,16 @@ def running(dir: Path | str = DEFAULT_DIR, port: int | None = None, **kw) -> Ite
 # ---------------------------------------------------------------- topics
 
 
-def _admin(bootstrap: str):
+def _admin(bootstrap: str, settings: Mapping[str, str] | None = None):
+    """`settings`: a client config with security (StreamConfig.confluent_settings())."""
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient({"bootstrap.servers": bootstrap, **(settings or {})})
 
 
 def create_topics(bootstrap: str, topics: Mapping[str, int],
-                  config: Mapping[str, str] | None = None, timeout: float = 30.0) -> None:
+                  config: Mapping[str, str] | None = None, timeout: float = 30.0,
+                  settings: Mapping[str, str] | None = None) -> None:
     """Create {name: partitions}; an existing topic is fine if its count matches.
 
     A mismatch raises: faust silently mis-routes keys when a topic has fewer
@@ -365,7 +367,7 @@ def create_topics(bootstrap: str, topics: Mapping[str, int],
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic
 
-    admin = _admin(bootstrap)
+    admin = _admin(bootstrap, settings)
     new = [NewTopic(name, num_partitions=n, replication_factor=1, config=dict(config or {}))
            for name, n in topics.items()]
     for name, fut in admin.create_topics(new, request_timeout=timeout).items():

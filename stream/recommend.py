@@ -7,13 +7,16 @@ the batch, so a user's events are applied in order) and one faiss search per bat
 
 Policies:
 - session end: an explicit `session_end` event, an inactivity gap longer than
-  `session_gap_s` in event time (seen on the user's next event, or by the sweep), or
+  `session_gap_s` in event time (seen on the user's next event, or by the sweep,
+  whose `session_end` names the session it closes and is void for any other), or
   `max_session_len` events (the same cut as training) roll the GRU and open a new
   session;
 - late events (ts before the session's last event) are applied in arrival order, the
   partition order, but never move `last_ts` back and never start or end a session;
-- unknown items (not in the model's vocabulary) are not fed to the model: the event
-  is still answered from the current state, and counted;
+- unknown items (not in the model's vocabulary, e.g. filtered as rare in training) are
+  ignored by the state, as training drops them before sessionising: the event is
+  still answered from the current state, and counted; a click on the item clicked
+  just before is answered but not fed (training drops consecutive repeats);
 - model version: a state written by another model version is reset, and counted;
 - redelivery: every state records the offset of the last event applied to it; an
   event at or below it is answered again from the stored state but not re-applied,
@@ -44,6 +47,7 @@ class Incoming:
     partition: int
     offset: int
     received: float = 0.0  # wall-clock arrival, for latency
+    session: int | None = None  # a sweep's session_end names the session it closes
 
 
 @dataclass
@@ -152,25 +156,32 @@ def _apply_round(model, events, states, policy, counts) -> None:
         if ev.offset <= st.offset:
             counts["redelivered"] += 1
             continue
+        st.offset = ev.offset
+        item = model.index_of.get(ev.item_id) if ev.event == "click" else None
+        if ev.event == "click" and item is None:
+            # as in training, where rare items are filtered out before sessionising:
+            # the event neither moves the session clock nor enters the window
+            counts["unknown_items"] += 1
+            continue
         reason = _session_end_reason(st, ev, policy)
         if reason:
             to_roll.append(st)
             counts[f"rolled_{reason}"] += 1
-        if ev.event == "click":
-            item = model.index_of.get(ev.item_id)
-            if item is None:
-                counts["unknown_items"] += 1
-            else:
-                to_step.append((st, item))
+        if item is not None and not reason and st.clicked and st.clicked[-1] == item:
+            counts["repeats"] += 1  # training drops consecutive repeats too
+        elif item is not None:
+            to_step.append((st, item))
         if st.last_ts is not None and ev.ts < st.last_ts:
             counts["late"] += 1
         st.last_ts = ev.ts if st.last_ts is None else max(st.last_ts, ev.ts)
-        st.offset = ev.offset
     roll_sessions(model, to_roll)
     _step(model, to_step)
 
 
 def _session_end_reason(st: UserState, ev: Incoming, policy: Policy) -> str | None:
+    if ev.event == "session_end" and ev.session is not None:
+        # the sweep's end: void if a click has opened a new session since
+        return "sweep" if ev.session == st.session and st.length else None
     if ev.event == "session_end":
         return "explicit"
     if st.length == 0:

@@ -5,6 +5,8 @@ Input, topic `clicks`, key = user id (UTF-8):
     user_id, item_id: str or int (normalised to str); ts: Unix seconds (int/float) or
     ISO 8601 ("2016-10-16T12:00:00Z"; no zone = UTC); event: "click" (default) or
     "session_end" (item_id not needed); event_id: optional str, echoed in the output.
+    A session_end may name the session it closes ("session": int): the worker's idle
+    sweep does, so its end is void if the user has opened a new session since.
 Outputs carry "v": SCHEMA_VERSION so consumers can tell a contract change apart:
     recommendations {"v","user_id","event_id","ts","session","items":[{"item_id","score"}],
                      "model","latency_ms"?}
@@ -39,6 +41,7 @@ class Click:
     ts: float  # Unix seconds, UTC
     event: str = "click"
     event_id: str | None = None
+    session: int | None = None  # on the worker's own sweep session_end: the session to close
 
 
 # ---------------------------------------------------------------- decoding
@@ -64,7 +67,10 @@ def decode_click(key: bytes | None, value: bytes | None, max_bytes: int = 65536)
     ts = _ts(obj)
     event_id = _optional_id(obj, "event_id")
     _check_key(key, user_id)
-    return Click(user_id, item_id, ts, event, event_id)
+    session = obj.get("session") if event == "session_end" else None
+    if session is not None and (type(session) is not int or session < 0):
+        raise BadEvent("wrong_type:session")
+    return Click(user_id, item_id, ts, event, event_id, session)
 
 
 def _id(obj: dict, name: str) -> str:

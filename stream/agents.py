@@ -1,0 +1,167 @@
+"""The agent and the sweep, thin: decode, read tables, call the pure step
+(stream/recommend.py), write tables, send.
+
+Table writes go to the changelog partition of the *event being written for*, not
+of the last event of the micro-batch, so each write runs with that event set as
+Faust's current event (`_as_current`). Without it a batch spanning partitions would
+file a user's state under another partition, and a rebalance would lose it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections import Counter
+
+from faust.streams import _current_event
+
+from hiertcn.inference import StreamModel
+from stream import metrics
+from stream.errors import BadEvent
+from stream.records import decode_click, encode_dlq, encode_embedding, encode_recommendation
+from stream.recommend import Incoming, Policy, UserState, process_batch
+
+log = logging.getLogger(__name__)
+
+
+class ModelHolder:
+    """Loads the export once, at the first batch (or earlier via `get`)."""
+
+    def __init__(self, export_dir):
+        self.export_dir = export_dir
+        self.model: StreamModel | None = None
+
+    def get(self) -> StreamModel:
+        if self.model is None:
+            self.model = StreamModel.load(self.export_dir)
+            log.info("loaded model %s from %s (%d items)", self.model.version,
+                     self.export_dir, len(self.model.item_ids))
+            metrics.MODEL_INFO.info({"version": self.model.version})
+        return self.model
+
+
+def register(worker) -> None:
+    config, app, tables = worker.config, worker.app, worker.tables
+    holder = ModelHolder(config.export_dir)
+    worker.model = holder
+    policy = Policy(top_k=config.top_k, session_gap_s=config.session_gap_s,
+                    max_session_len=config.max_session_len,
+                    exclude_clicked=config.exclude_clicked)
+    watermark: dict[int, float] = {}  # partition -> latest event time seen (sweep clock)
+    from stream.web import register_pages
+    register_pages(worker)
+
+    def load(user_id: str) -> UserState | None:
+        meta = tables["session_meta"].get(user_id)
+        if meta is None:
+            return None
+        return UserState.from_rows(tables["gru_state"][user_id], tables["tcn_window"][user_id],
+                                   meta)
+
+    @app.agent(worker.clicks)
+    async def recommend(stream):
+        async for events in stream.take_events(config.batch_size, within=config.batch_within_s):
+            model = holder.get()
+            incoming, by_user = decode_batch(events, worker, watermark)
+            if not incoming:
+                continue
+            t0 = time.perf_counter()
+            result = process_batch(model, incoming, load, policy)
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
+            metrics.BATCH_SIZE.observe(len(incoming))
+            for user_id, state in result.states.items():
+                with _as_current(by_user[user_id]):
+                    tables["gru_state"][user_id] = state.gru
+                    tables["tcn_window"][user_id] = state.window
+                    tables["session_meta"][user_id] = state.meta_bytes()
+            publish(worker, result)
+
+    @app.timer(interval=config.sweep_interval_s)
+    async def sweep():
+        """Close sessions idle longer than the gap in event time by sending the user a
+        `session_end` through the clicks topic: every state change stays in the agent,
+        in partition order, and the end names its session so a click that already
+        opened a new one is not cut short."""
+        if holder.model is None or not watermark:
+            return
+        clock = max(watermark.values())
+        sent = 0
+        for user_id, meta in tables["session_meta"].items():
+            st = UserState.from_rows(b"", b"", meta)
+            if st.length and st.last_ts is not None and clock - st.last_ts > config.session_gap_s:
+                await worker.clicks.send(key=user_id.encode(), value=sweep_event(user_id, st))
+                sent += 1
+        if sent:
+            log.info("sweep: closing %d idle sessions (event-time clock %.0f)", sent, clock)
+
+
+def sweep_event(user_id: str, st: UserState) -> bytes:
+    import orjson
+    return orjson.dumps({"user_id": user_id, "event": "session_end", "ts": st.last_ts,
+                         "reason": "idle", "session": st.session})
+
+
+def decode_batch(events, worker, watermark):
+    """Decoded clicks in batch order, plus each user's last event (the write context).
+    Bad events go to the dead-letter topic with their reason and are not retried."""
+    incoming, by_user = [], {}
+    now = time.time()
+    for event in events:
+        msg = event.message
+        try:
+            click = decode_click(msg.key, msg.value, worker.config.max_event_bytes)
+        except BadEvent as bad:
+            reject(worker, msg, bad.reason)
+            continue
+        incoming.append(Incoming(click.user_id, click.item_id, click.ts, click.event,
+                                 click.event_id, msg.partition, msg.offset,
+                                 received=msg.timestamp or now, session=click.session))
+        by_user[click.user_id] = event
+        watermark[msg.partition] = max(watermark.get(msg.partition, click.ts), click.ts)
+    metrics.EVENTS_IN.inc(len(events))
+    return incoming, by_user
+
+
+def reject(worker, msg, reason: str) -> None:
+    log.warning("dead-letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
+    metrics.DLQ.labels(reason=reason.split(":")[0]).inc()
+    worker.dlq.send_soon(key=msg.key, value=encode_dlq(msg.value, reason, msg.topic,
+                                                        msg.partition, msg.offset))
+
+
+def publish(worker, result) -> None:
+    now = time.time()
+    for o in result.outputs:
+        key = o.user_id.encode()
+        emb = result.embeddings[o.embedding_row]
+        worker.embeddings.send_soon(key=key, value=encode_embedding(o.user_id, o.ts, emb, o.model))
+        if not o.recommend:
+            continue
+        latency_ms = (now - o.received) * 1000.0
+        metrics.LATENCY.observe(latency_ms / 1000.0)
+        worker.recommendations.send_soon(key=key, value=encode_recommendation(
+            o.user_id, o.event_id, o.ts, o.session, o.items, o.model, round(latency_ms, 3)))
+        metrics.RECOMMENDATIONS.inc()
+    count_outcomes(result.counts)
+
+
+def count_outcomes(counts: Counter) -> None:
+    for name, n in counts.items():
+        if name.startswith("rolled_"):
+            metrics.SESSIONS_ROLLED.labels(reason=name[len("rolled_"):]).inc(n)
+        else:
+            metrics.OUTCOMES.labels(kind=name).inc(n)
+
+
+class _as_current:
+    """Make `event` Faust's current event for the table writes inside the block."""
+
+    def __init__(self, event):
+        self.event = event
+
+    def __enter__(self):
+        self.token = _current_event.set(weakref.ref(self.event))
+
+    def __exit__(self, *exc):
+        _current_event.reset(self.token)

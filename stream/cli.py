@@ -1,0 +1,109 @@
+"""`hiertcn-stream worker | topics | demo` (also `python -m stream.cli`).
+
+    hiertcn-stream worker --bootstrap-servers kafka:9092 --export-dir artifacts/export
+    hiertcn-stream topics                      # create the topics, with enough partitions
+    hiertcn-stream demo                        # local broker, model, worker, replay, tail
+
+Options override environment variables (HIERTCN_*, KAFKA_BOOTSTRAP_SERVERS), which
+override defaults; `replay` and `tail` are `python -m stream.replay` / `stream.tail`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import fields
+
+from hiertcn.errors import HierTCNError
+from stream.config import ENV, StreamConfig
+from stream.errors import StreamError
+
+log = logging.getLogger("stream")
+
+
+def add_config_options(p: argparse.ArgumentParser) -> None:
+    """One --option per StreamConfig field, defaulting to None ("not given")."""
+    g = p.add_argument_group("stream settings (each also from its environment variable)")
+    for f in fields(StreamConfig):
+        if f.name == "sasl_password":
+            continue  # secrets come from the environment or a file, never argv
+        g.add_argument("--" + f.name.replace("_", "-"), default=None, metavar="V",
+                       help=f"env {ENV[f.name]} (default: {f.default})")
+
+
+def given(args) -> dict:
+    return {f.name: getattr(args, f.name) for f in fields(StreamConfig)
+            if getattr(args, f.name, None) is not None}
+
+
+def ensure_topics(config: StreamConfig) -> None:
+    from stream.localkafka import create_topics
+    names = (config.clicks_topic, config.recommendations_topic, config.embeddings_topic,
+             config.dlq_topic)
+    create_topics(config.bootstrap_servers, {n: config.partitions for n in names},
+                  settings=config.confluent_settings())
+    log.info("topics ready: %s x %d partitions", ", ".join(names), config.partitions)
+
+
+def cmd_topics(args) -> None:
+    ensure_topics(StreamConfig.resolve(given(args)))
+
+
+def cmd_worker(args) -> None:
+    config = StreamConfig.resolve(given(args))
+    from hiertcn.inference import StreamModel
+    StreamModel.load(config.export_dir)  # fail now, in one line, if the export is missing
+    ensure_topics(config)
+    log.info("worker config: %s", config.redacted())
+    # stream.app builds its config from the environment at import: hand ours over
+    for name, value in given(args).items():
+        os.environ[ENV[name]] = str(value)
+    from stream.app import app
+    sys.argv = [sys.argv[0], "worker", "-l", args.loglevel,
+                "--web-host", config.web_host, "--web-port", str(config.web_port)]
+    app.main()
+
+
+def cmd_demo(args) -> None:
+    from stream import demo
+    demo.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hiertcn-stream", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("worker", help="run a Faust worker of the consumer group")
+    add_config_options(p)
+    p.add_argument("--loglevel", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(run=cmd_worker)
+    p = sub.add_parser("topics", help="create the topics (idempotent)")
+    add_config_options(p)
+    p.set_defaults(run=cmd_topics)
+    p = sub.add_parser("demo", help="the live demo on the local broker")
+    p.add_argument("--users", type=int, default=6, help="users to replay (default: 6)")
+    p.add_argument("--rate", type=float, default=40.0, help="events/s (default: 40)")
+    p.add_argument("--epochs", type=int, default=8, help="training epochs if no export")
+    p.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        datefmt="%H:%M:%S")
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (StreamError, HierTCNError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

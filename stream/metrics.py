@@ -1,0 +1,20 @@
+"""Prometheus metrics of the worker, served at /metrics on the Faust web port.
+One process-wide registry: each worker process is one scrape target."""
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+EVENTS_IN = Counter("hiertcn_events_in_total", "Events consumed from the clicks topic")
+RECOMMENDATIONS = Counter("hiertcn_recommendations_total", "Recommendations published")
+DLQ = Counter("hiertcn_dlq_total", "Events sent to the dead-letter topic", ["reason"])
+SESSIONS_ROLLED = Counter("hiertcn_sessions_rolled_total", "GRU roll-ups", ["reason"])
+OUTCOMES = Counter("hiertcn_event_outcomes_total",
+                   "Notable outcomes: unknown_items, model_resets, redelivered, late", ["kind"])
+BATCH_SIZE = Histogram("hiertcn_batch_events", "Events per micro-batch",
+                       buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+BATCH_SECONDS = Histogram("hiertcn_batch_seconds", "Model + top-K time per micro-batch",
+                          buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1))
+LATENCY = Histogram("hiertcn_event_to_recommendation_seconds",
+                    "From the event's Kafka timestamp to its recommendation being queued",
+                    buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+TABLE_KEYS = Gauge("hiertcn_table_keys", "Users held in a local table", ["table"])
+MODEL_INFO = Info("hiertcn_model", "Loaded model export")

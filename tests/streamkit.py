@@ -1,0 +1,144 @@
+"""Test kit for the stream: a small real model export over the MovieLens catalogue,
+worker processes on the real local broker, consumers, and the offline reference."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+import torch
+from confluent_kafka import Consumer
+
+from hiertcn.checkpoint import export, save_checkpoint
+from hiertcn.data.loaders import load_interactions
+from hiertcn.inference import StreamModel
+from hiertcn.model import HierTCN, ModelConfig
+
+REPO = Path(__file__).resolve().parent.parent
+MOVIELENS = REPO / "data" / "movielens.csv.gz"
+
+
+def make_export(where: Path) -> Path:
+    """A small HierTCN (random weights: these tests check plumbing, not accuracy)
+    over every MovieLens item, exported exactly as `hiertcn export` does."""
+    items = sorted(set(load_interactions(MOVIELENS)["item"].astype(str)))
+    torch.manual_seed(0)
+    model = HierTCN(ModelConfig(n_items=len(items), item_dim=16, channels=16, kernel_size=3,
+                                levels=3, gru_hidden=8, gru_layers=2, dropout=0.0)).eval()
+    save_checkpoint(where / "ckpt.pt", model, items, step=0, extra={})
+    return export(where / "ckpt.pt", where / "export")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Topics:
+    clicks: str
+    recommendations: str
+    embeddings: str
+    dlq: str
+
+    @classmethod
+    def fresh(cls, unique_name) -> "Topics":
+        return cls(*(unique_name(n) for n in ("clicks", "recs", "emb", "dlq")))
+
+    def options(self) -> list[str]:
+        return ["--clicks-topic", self.clicks, "--recommendations-topic", self.recommendations,
+                "--embeddings-topic", self.embeddings, "--dlq-topic", self.dlq]
+
+
+class WorkerProcess:
+    """`python -m stream.cli worker` as ops run it, in a subprocess."""
+
+    def __init__(self, bootstrap, topics: Topics, app_id, export_dir, datadir, partitions=2,
+                 extra=()):
+        self.port = free_port()
+        self.log = Path(datadir).with_suffix(f".{self.port}.log")
+        cmd = [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers", bootstrap,
+               "--app-id", app_id, "--partitions", str(partitions), "--export-dir",
+               str(export_dir), "--datadir", str(datadir), "--web-port", str(self.port),
+               "--batch-within-s", "0.02", *topics.options(), *extra]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=open(self.log, "wb"),
+                                     stderr=subprocess.STDOUT, env={**os.environ})
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_ready(self, timeout=90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(self.url("/ready/"), timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.tail()}")
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.url("/metrics/"), timeout=5) as r:
+            return r.read().decode()
+
+    def stop(self, sig=signal.SIGTERM, timeout=30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def tail(self, n=40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+
+def consume(bootstrap, topic, n, timeout=60.0, group=None) -> list:
+    """Read until `n` messages arrived (or the timeout): [(key, value dict)]."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group or f"read-{topic}-{time.time()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    out, deadline = [], time.monotonic() + timeout
+    try:
+        while len(out) < n and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is not None and not msg.error():
+                out.append((msg.key().decode() if msg.key() else None, orjson.loads(msg.value())))
+    finally:
+        c.close()
+    return out
+
+
+def offline_embeddings(model: StreamModel, events: list[dict], gap_s: float,
+                       max_len: int = 100) -> list[np.ndarray]:
+    """The model's own step-wise API over one user's clicks, with the session rules of
+    training: a new session after a gap > gap_s or max_len events."""
+    out, state, last_ts, length = [], model.model.initial_state(1), None, 0
+    with torch.no_grad():
+        for ev in events:
+            item = model.index_of.get(str(ev["item_id"]))
+            if item is None:
+                out.append(state.embedding[0].numpy().copy())
+                continue
+            if length and (ev["ts"] - last_ts > gap_s or length >= max_len):
+                state, length = model.model.end_session(state), 0
+            state = model.model.step(state, torch.tensor([item]))
+            last_ts, length = ev["ts"], length + 1
+            out.append(state.embedding[0].numpy().copy())
+    return out
