@@ -135,7 +135,8 @@ def publish(worker, result) -> None:
     for o in result.outputs:
         key = o.user_id.encode()
         emb = result.embeddings[o.embedding_row]
-        worker.embeddings.send_soon(key=key, value=encode_embedding(o.user_id, o.ts, emb, o.model))
+        worker.embeddings.send_soon(key=key, value=encode_embedding(o.user_id, o.ts, emb, o.model,
+                                                                     o.event_id))
         if not o.recommend:
             continue
         latency_ms = (now - o.received) * 1000.0

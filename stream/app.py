@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import faust
 
-from stream.config import StreamConfig
+from stream.config import DLQ_MAX_BYTES, StreamConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ def create_app(config: StreamConfig) -> Worker:
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         producer_linger_ms=5,
+        producer_max_request_size=DLQ_MAX_BYTES,
     )
 
     def topic(name: str) -> faust.TopicT:

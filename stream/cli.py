@@ -17,7 +17,7 @@ import sys
 from dataclasses import fields
 
 from hiertcn.errors import HierTCNError
-from stream.config import ENV, StreamConfig
+from stream.config import DLQ_MAX_BYTES, ENV, StreamConfig
 from stream.errors import StreamError
 
 log = logging.getLogger("stream")
@@ -38,13 +38,21 @@ def given(args) -> dict:
             if getattr(args, f.name, None) is not None}
 
 
+# The dead-letter topic keeps a bad event's original bytes whole, base64 in JSON (4/3
+# of its size): a 1 MB payload, the broker's default limit on clicks, must fit there.
+DLQ_TOPIC_CONFIG = {"max.message.bytes": str(DLQ_MAX_BYTES)}
+
+
 def ensure_topics(config: StreamConfig) -> None:
     from stream.localkafka import create_topics
-    names = (config.clicks_topic, config.recommendations_topic, config.embeddings_topic,
-             config.dlq_topic)
+    names = (config.clicks_topic, config.recommendations_topic, config.embeddings_topic)
+    settings = config.confluent_settings()
     create_topics(config.bootstrap_servers, {n: config.partitions for n in names},
-                  settings=config.confluent_settings())
-    log.info("topics ready: %s x %d partitions", ", ".join(names), config.partitions)
+                  settings=settings)
+    create_topics(config.bootstrap_servers, {config.dlq_topic: config.partitions},
+                  config=DLQ_TOPIC_CONFIG, settings=settings)
+    log.info("topics ready: %s, %s x %d partitions", ", ".join(names), config.dlq_topic,
+             config.partitions)
 
 
 def cmd_topics(args) -> None:

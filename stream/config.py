@@ -21,6 +21,7 @@ from stream.errors import ConfigError
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 REDACTED = "***"
+DLQ_MAX_BYTES = 8 << 20  # producer request and dead-letter topic limit (see stream.cli)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ Input, topic `clicks`, key = user id (UTF-8):
 Outputs carry "v": SCHEMA_VERSION so consumers can tell a contract change apart:
     recommendations {"v","user_id","event_id","ts","session","items":[{"item_id","score"}],
                      "model","latency_ms"?}
-    user-embeddings {"v","user_id","ts","embedding":[float...],"model"}
+    user-embeddings {"v","user_id","event_id","ts","embedding":[float...],"model"}
     clicks-dlq      {"v","reason","source":"topic[partition]@offset","topic","partition",
                      "offset","original_b64"}
 
@@ -176,13 +176,14 @@ def encode_recommendation(user_id: str, event_id: str | None, ts: float, session
     return orjson.dumps(obj, option=_NUMPY)
 
 
-def encode_embedding(user_id: str, ts: float, embedding: np.ndarray, model_version: str) -> bytes:
+def encode_embedding(user_id: str, ts: float, embedding: np.ndarray, model_version: str,
+                     event_id: str | None = None) -> bytes:
     """`embedding`: (D,) user state; sent as float32 (shortest round-trip decimals)."""
     vector = np.ascontiguousarray(embedding, dtype=np.float32)  # orjson needs C order
     if vector.ndim != 1:
         raise ValueError(f"embedding must be 1-D (D,), got shape {vector.shape}")
-    obj = {"v": SCHEMA_VERSION, "user_id": user_id, "ts": ts, "embedding": vector,
-           "model": model_version}
+    obj = {"v": SCHEMA_VERSION, "user_id": user_id, "event_id": event_id, "ts": ts,
+           "embedding": vector, "model": model_version}
     return orjson.dumps(obj, option=_NUMPY)
 
 

@@ -31,7 +31,9 @@ def register_pages(worker) -> None:
 
     @app.page("/metrics/")
     async def prometheus(web, request):
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a charset inside content_type; the text is ASCII anyway
+        media = "; ".join(p for p in CONTENT_TYPE_LATEST.split("; ") if "charset" not in p)
+        return web.bytes(generate_latest(), content_type=media)
 
 
 def _local_keys(table) -> int:

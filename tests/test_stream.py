@@ -1,0 +1,175 @@
+"""The worker against the real local broker and real RocksDB: every click answered in
+order, the stream equal to the model's offline step-wise API, restarts, a wiped local
+store, two workers in one group, and bad input going to the dead-letter topic."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from collections import defaultdict
+
+import numpy as np
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from hiertcn.inference import StreamModel
+from stream.cli import DLQ_TOPIC_CONFIG
+from stream.config import StreamConfig
+from stream.localkafka import create_topics
+from stream.replay import load_events, replay
+from tests.streamkit import MOVIELENS, Topics, WorkerProcess, consume, make_export, \
+    offline_embeddings
+
+pytestmark = pytest.mark.integration
+PARTITIONS = 2
+GAP_S = 1800.0
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    return make_export(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture
+def setup(kafka_bootstrap, unique_name, tmp_path, export_dir):
+    topics = Topics.fresh(unique_name)
+    create_topics(kafka_bootstrap, {t: PARTITIONS for t in vars(topics).values() if t != topics.dlq})
+    create_topics(kafka_bootstrap, {topics.dlq: PARTITIONS}, config=DLQ_TOPIC_CONFIG)
+    config = StreamConfig.resolve({"bootstrap_servers": kafka_bootstrap,
+                                   "clicks_topic": topics.clicks, "partitions": PARTITIONS})
+    workers = []
+
+    def start(name="w1", datadir=None, app_id=unique_name("app")):
+        w = WorkerProcess(kafka_bootstrap, topics, app_id, export_dir,
+                          datadir or tmp_path / name, PARTITIONS)
+        workers.append(w)
+        w.wait_ready()
+        return w
+
+    yield kafka_bootstrap, topics, config, start, StreamModel.load(export_dir)
+    for w in workers:
+        w.stop(signal.SIGKILL if w.proc.poll() is None else signal.SIGTERM, timeout=5)
+
+
+def by_user(messages):
+    out = defaultdict(list)
+    for key, value in messages:
+        out[key].append(value)
+    return out
+
+
+def clicks_sent(bootstrap, topic, n):
+    return by_user(consume(bootstrap, topic, n))
+
+
+def assert_equals_offline(model, sent, embeddings, users):
+    for user in users:
+        clicks = [c for c in sent[user] if c.get("event", "click") == "click"]
+        want = offline_embeddings(model, clicks, GAP_S)
+        got = [np.asarray(e["embedding"], np.float32) for e in embeddings[user]]
+        assert len(got) == len(want), f"user {user}: {len(got)} embeddings for {len(want)} clicks"
+        np.testing.assert_allclose(np.stack(got), np.stack(want), atol=1e-5)
+
+
+def test_every_click_answered_in_order_and_equal_to_offline(setup):
+    bootstrap, topics, config, start, model = setup
+    start()
+    n = replay(config, MOVIELENS, users=8, limit=600)
+    recs = by_user(consume(bootstrap, topics.recommendations, n, timeout=90))
+    sent = clicks_sent(bootstrap, topics.clicks, n)
+    assert sum(map(len, recs.values())) == n
+    for user, events in sent.items():
+        assert [r["event_id"] for r in recs[user]] == [e["event_id"] for e in events]
+        assert all(len(r["items"]) == config.top_k and r["model"] == model.version
+                   for r in recs[user])
+    embeddings = by_user(consume(bootstrap, topics.embeddings, n, timeout=60))
+    assert_equals_offline(model, sent, embeddings, sent.keys())
+    # recommendations are the faiss top-K of the published embedding, minus the session
+    user = next(iter(sent))
+    first = recs[user][0]
+    top = model.top_k(np.asarray([embeddings[user][0]["embedding"]], np.float32), config.top_k,
+                      [{model.index_of[str(sent[user][0]["item_id"])]}])[0]
+    assert [i["item_id"] for i in first["items"]] == [item for item, _ in top]
+
+
+def first_answers(messages):
+    """Per user, the first answer to each event id: a redelivered event is answered
+    again (at-least-once output), from the state that already includes it."""
+    out = defaultdict(dict)
+    for key, value in messages:
+        out[key].setdefault(value["event_id"], value)
+    return {user: list(answers.values()) for user, answers in out.items()}
+
+
+def test_restart_and_wiped_store_continue_the_same_state(setup, tmp_path):
+    bootstrap, topics, config, start, model = setup
+    events = load_events(MOVIELENS, users=6, limit=900)
+    thirds = [0, len(events) // 3, 2 * len(events) // 3, len(events)]
+    w = start("w1")
+    app_id = w.proc.args[w.proc.args.index("--app-id") + 1]
+    for part in range(3):
+        sent = _send(config, events.iloc[thirds[part]:thirds[part + 1]])
+        got = consume(bootstrap, topics.recommendations, thirds[part + 1], timeout=90)
+        assert len(got) >= thirds[part + 1], f"part {part}: no click without a recommendation"
+        assert w.stop() == 0  # SIGTERM: a clean shutdown
+        if part == 1:
+            shutil.rmtree(tmp_path / "w1")  # the local RocksDB is gone: rebuild from changelog
+        w = start("w1", app_id=app_id)
+    sent = clicks_sent(bootstrap, topics.clicks, len(events))
+    embeddings = first_answers(consume(bootstrap, topics.embeddings, len(events), timeout=90))
+    assert_equals_offline(model, sent, embeddings, sent.keys())
+
+
+def _send(config, rows) -> int:
+    p = Producer(config.confluent_settings() | {"partitioner": "murmur2_random"})
+    for row in rows.itertuples():
+        p.produce(config.clicks_topic, key=str(row.user).encode(), value=orjson.dumps(
+            {"user_id": str(row.user), "item_id": str(row.item), "ts": int(row.ts),
+             "event_id": row.event_id}))
+    p.flush(30)
+    return len(rows)
+
+
+def test_two_workers_split_partitions_and_stay_right(setup):
+    bootstrap, topics, config, start, model = setup
+    a = start("a")
+    b = start("b", app_id=a.proc.args[a.proc.args.index("--app-id") + 1])
+    n = replay(config, MOVIELENS, users=10, limit=800)
+    recs = consume(bootstrap, topics.recommendations, n, timeout=90)
+    assert len(recs) >= n
+    sent = clicks_sent(bootstrap, topics.clicks, n)
+    embeddings = first_answers(consume(bootstrap, topics.embeddings, n, timeout=60))
+    assert_equals_offline(model, sent, embeddings, sent.keys())
+    seen = [float(m.split()[-1]) for w in (a, b) for m in w.metrics().splitlines()
+            if m.startswith("hiertcn_events_in_total")]
+    assert len(seen) == 2 and all(x > 0 for x in seen), f"both workers consume: {seen}"
+
+
+BAD = {
+    "not_json": b"{not json",
+    "wrong_type:user_id": orjson.dumps({"user_id": [1], "item_id": "1", "ts": 1}),
+    "missing_field:item_id": orjson.dumps({"user_id": "u1", "ts": 1}),
+    "too_large": orjson.dumps({"user_id": "u1", "item_id": "1", "ts": 1, "pad": "x" * 1_000_000}),
+    "empty_key": orjson.dumps({"user_id": "u1", "item_id": "1", "ts": 1}),
+}
+
+
+def test_bad_input_goes_to_the_dlq_and_the_worker_goes_on(setup):
+    bootstrap, topics, config, start, model = setup
+    w = start()
+    p = Producer({"bootstrap.servers": bootstrap, "message.max.bytes": 2_000_000})
+    for reason, value in BAD.items():
+        p.produce(topics.clicks, key=b"" if reason == "empty_key" else b"u1", value=value)
+    good = {"user_id": "u1", "item_id": "no-such-item", "ts": 5, "event_id": "unknown"}
+    p.produce(topics.clicks, key=b"u1", value=orjson.dumps(good))
+    good2 = {"user_id": "u1", "item_id": model.item_ids[0], "ts": 6, "event_id": "known"}
+    p.produce(topics.clicks, key=b"u1", value=orjson.dumps(good2))
+    p.flush(30)
+    dlq = consume(bootstrap, topics.dlq, len(BAD), timeout=60)
+    assert sorted(d["reason"] for _, d in dlq) == sorted(BAD)
+    assert all("@" in d["source"] for _, d in dlq)
+    recs = consume(bootstrap, topics.recommendations, 2, timeout=60)
+    assert [r["event_id"] for _, r in recs] == ["unknown", "known"]
+    assert w.proc.poll() is None
+    assert 'hiertcn_event_outcomes_total{kind="unknown_items"} 1.0' in w.metrics()
