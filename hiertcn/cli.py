@@ -102,9 +102,8 @@ def cmd_train(args) -> None:
     from hiertcn.checkpoint import save_checkpoint
     from hiertcn.train import count_parameters, fit
     parts, sess_cfg, split_cfg = load_data(args)
-    vectors = load_item_vectors(args.item_vectors, parts["train"].item_ids) \
-        if args.item_vectors else None
-    model = build_model(args.model, parts["train"].n_items, vectors)
+    vectors, frozen = initial_item_vectors(args, parts["train"])
+    model = build_model(args.model, parts["train"].n_items, vectors, frozen)
     config = train_config(args)
     resolved = {"model": args.model, "model_config": model.config.to_dict(),
                 "train": config.to_dict(), "session_config": sess_cfg.to_dict(),
@@ -152,6 +151,16 @@ def cmd_demo(args) -> None:
     demo.main(args)
 
 
+def initial_item_vectors(args, train) -> tuple[torch.Tensor | None, bool]:
+    """--item-vectors FILE: loaded and frozen; else --item-init cooc|random."""
+    if args.item_vectors:
+        return load_item_vectors(args.item_vectors, train.item_ids), True
+    if args.item_init == "cooc":
+        from hiertcn.item_vectors import cooccurrence_vectors
+        return torch.from_numpy(cooccurrence_vectors(train, 128)), False
+    return None, False
+
+
 def load_item_vectors(path: Path, item_ids: np.ndarray) -> torch.Tensor:
     """A .npz with `ids` (N,) and `vectors` (N, D): frozen item vectors, as the
     Pinterest variant of the released code uses."""
@@ -189,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=NEURAL_MODELS, default="hiertcn")
     p.add_argument("--item-vectors", type=Path, default=None,
                    help=".npz with ids and vectors: load item vectors frozen")
+    p.add_argument("--item-init", choices=("cooc", "random"), default="cooc",
+                   help="start item vectors from training co-occurrence (PPMI + SVD) or "
+                        "at random (default: %(default)s)")
     p.add_argument("--out", type=Path, default=Path("runs/hiertcn"),
                    help="run folder for checkpoint, config and curve (default: %(default)s)")
     p.set_defaults(run=cmd_train)

@@ -29,10 +29,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30  # upper bound; early stopping usually ends sooner
-    lr: float = 2e-3
+    epochs: int = 20  # upper bound; early stopping usually ends sooner
+    lr: float = 1e-3
     weight_decay: float = 0.0
-    batch_size: int = 32  # B: user queues (or parallel sessions) per batch
+    batch_size: int = 16  # B: user queues (or parallel sessions) per batch
     sessions_per_batch: int = 4  # S: sessions popped from every queue per batch
     clip: float = 5.0  # gradient-norm clip, for the recurrent baselines
     patience: int = 3  # epochs without a better validation MRR@20 before stopping
