@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m hiertcn demo
+	$(PY) -m stream.cli demo
 
 test: $(STAMP)
 	$(PY) -m pytest

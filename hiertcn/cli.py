@@ -1,4 +1,4 @@
-"""`hiertcn prepare | train | evaluate | export | bench | demo` (also `python -m hiertcn`).
+"""`hiertcn prepare | train | evaluate | export | bench` (also `python -m hiertcn`).
 
 Every command prints one line and exits 2 on a bad option or data file; the resolved
 configuration is logged at start and saved next to what the command writes.
@@ -146,11 +146,6 @@ def cmd_bench(args) -> None:
     bench.main(args)
 
 
-def cmd_demo(args) -> None:
-    from hiertcn import demo
-    demo.main(args)
-
-
 def initial_item_vectors(args, train) -> tuple[torch.Tensor | None, bool]:
     """--item-vectors FILE: loaded and frozen; else --item-init cooc|random."""
     if args.item_vectors:
@@ -222,9 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.set_defaults(run=cmd_bench)
 
-    p = sub.add_parser("demo", help="the main job: train, evaluate, print the table")
-    p.add_argument("--quick", action="store_true", help="a few epochs only")
-    p.set_defaults(run=cmd_demo)
     return parser
 
 

@@ -44,14 +44,18 @@ KAFKA_LOG = logging.getLogger("stream.kafka")  # librdkafka's own log lines
 
 
 def load_events(path=DEFAULT_DATA, fmt: str | None = None, *, users: int | None = None,
-                limit: int | None = None, session_gap_s: float | None = None) -> pd.DataFrame:
+                limit: int | None = None, session_gap_s: float | None = None,
+                user_ids=None) -> pd.DataFrame:
     """Columns user, item (None for session_end), ts, event, event_id; event-time order.
 
-    `users`: the first N users in file order; `session_gap_s`: add session_end events;
+    `users`: the first N users in file order; `user_ids`: exactly these users;
+    `session_gap_s`: add session_end events;
     `limit`: the first N events of the merged stream."""
     from hiertcn.data.loaders import load_interactions
 
     clicks = load_interactions(path, fmt)
+    if user_ids is not None:
+        clicks = clicks[clicks["user"].isin([str(u) for u in user_ids])]
     if users is not None:
         clicks = clicks[clicks["user"].isin(pd.unique(clicks["user"])[:users])]
     clicks = clicks.assign(event="click", event_id=clicks["user"] + ":" + clicks.index.astype(str))
@@ -109,12 +113,12 @@ class _Deliveries:
 def replay(config: StreamConfig, path=DEFAULT_DATA, fmt: str | None = None, rate: float = 0,
            limit: int | None = None, *, users: int | None = None, session_ends: bool = False,
            topic: str | None = None, create_topic: bool = False, progress: bool = False,
-           timeout: float = 30.0) -> int:
+           timeout: float = 30.0, user_ids=None) -> int:
     """Send the log to `topic` (default config.clicks_topic); the number of events sent.
 
     `rate`: events per second, 0 = as fast as possible. Raises BrokerError if the broker
     does not answer within `timeout` seconds or any event is not delivered."""
-    events = load_events(path, fmt, users=users, limit=limit,
+    events = load_events(path, fmt, users=users, limit=limit, user_ids=user_ids,
                          session_gap_s=config.session_gap_s if session_ends else None)
     return _produce_all(config, events, topic or config.clicks_topic, rate=rate,
                         create_topic=create_topic, progress=progress, timeout=timeout).sent

@@ -1,0 +1,163 @@
+"""The live demo (`make demo`): everything on this machine, then stopped cleanly.
+
+1. start the local Apache Kafka (or use $KAFKA_BOOTSTRAP_SERVERS);
+2. train HierTCN on the shipped MovieLens and export it, unless an export exists;
+3. start one worker (`python -m stream.cli worker`) and wait until it is ready;
+4. replay a few *test* users (never seen in training) in event-time order;
+5. print their recommendations as they arrive, then how each user's list changed
+   over their sessions, and the latency figures from the messages themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from stream.config import StreamConfig
+from stream.errors import StreamError
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data" / "movielens.csv.gz"
+EXPORT = REPO / "artifacts" / "export"
+RUN = REPO / "runs" / "demo"
+log = logging.getLogger("stream.demo")
+
+
+def main(args) -> None:
+    from stream import localkafka
+    broker = localkafka.start(REPO / ".kafka" / "demo")
+    print(f"[1/5] Kafka {broker.bootstrap} (log: {broker.log})")
+    worker = None
+    try:
+        ensure_export(args.epochs)
+        config = StreamConfig.resolve({"bootstrap_servers": broker.bootstrap,
+                                       "export_dir": str(EXPORT)})
+        worker = start_worker(config)
+        warm_up_producer_ids(config)
+        users = demo_users(args.users)
+        print(f"[4/5] replaying test users {', '.join(users)} at {args.rate:g} events/s")
+        show(config, users, args.rate)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(30)
+            print("worker stopped")
+        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            broker.stop()
+            print("Kafka stopped")
+
+
+def ensure_export(epochs: int) -> None:
+    if (EXPORT / "meta.json").exists():
+        print(f"[2/5] model export found in {EXPORT} (delete it to retrain)")
+        return
+    print(f"[2/5] training HierTCN on {DATA.name} ({epochs} epochs max), then exporting")
+    from hiertcn.cli import main as hiertcn
+    for argv in (["train", "--epochs", str(epochs), "--out", str(RUN)],
+                 ["evaluate", "--checkpoint", str(RUN / "checkpoint.pt")],
+                 ["export", "--checkpoint", str(RUN / "checkpoint.pt"), "--out", str(EXPORT)]):
+        if hiertcn(argv) != 0:
+            raise StreamError(f"`hiertcn {' '.join(argv)}` failed")
+
+
+def start_worker(config: StreamConfig) -> subprocess.Popen:
+    log_path = REPO / "runs" / "demo-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers",
+         config.bootstrap_servers, "--export-dir", str(config.export_dir),
+         "--datadir", str(REPO / "artifacts" / "demo-worker-data")],
+        cwd=REPO, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+    url = f"http://{config.web_host}:{config.web_port}/ready/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StreamError(f"the worker exited with {proc.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                print(f"[3/5] worker ready ({url}; log: {log_path})")
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise StreamError(f"the worker was not ready within 120 s; see {log_path}")
+
+
+def warm_up_producer_ids(config: StreamConfig) -> None:
+    """On a fresh broker the first idempotent producer waits seconds for the
+    transaction coordinator to load; pay that here, not in the demo's latencies."""
+    from confluent_kafka import Producer
+    from stream.localkafka import create_topics
+    create_topics(config.bootstrap_servers, {"demo-warmup": 1})
+    p = Producer({**config.confluent_settings(), "enable.idempotence": True})
+    p.produce("demo-warmup", b"warm-up")
+    p.flush(60)
+
+
+def demo_users(n: int) -> list[str]:
+    """Test-split users with at least two sessions, fewest events first (a short demo)."""
+    from hiertcn.data.cache import load_splits
+    test = load_splits(DATA)["test"]
+    sessions = np.diff(test.user_offsets)
+    events = np.diff(test.session_offsets[test.user_offsets])
+    order = [u for u in np.argsort(events) if sessions[u] >= 2]
+    return [str(test.user_ids[u]) for u in order[:n]]
+
+
+def show(config: StreamConfig, users: list[str], rate: float) -> None:
+    from stream.replay import load_events, replay
+    from stream.tail import format_line, load_titles
+    titles = load_titles(DATA)
+    expected = int((load_events(DATA, user_ids=users)["event"] == "click").sum())
+    received: dict[str, list[dict]] = defaultdict(list)
+    reader = threading.Thread(target=_collect, args=(config, expected, received, titles,
+                                                     format_line), daemon=True)
+    reader.start()
+    replay(config, DATA, rate=rate, user_ids=users, progress=False)
+    reader.join(timeout=60 + expected / max(rate, 1))
+    summarise(received, titles, expected)
+
+
+def _collect(config, expected, received, titles, format_line) -> None:
+    from confluent_kafka import Consumer
+    import orjson
+    started_ms = time.time() * 1000 - 1000
+    # from the beginning (a late assignment must not miss the first answers), skipping
+    # what earlier demo runs left in the topic
+    consumer = Consumer({**config.confluent_settings(), "group.id": f"demo-{time.time()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([config.recommendations_topic])
+    got, idle_since = 0, time.monotonic()
+    while got < expected and time.monotonic() - idle_since < 30:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error() or msg.timestamp()[1] < started_ms:
+            continue
+        rec = orjson.loads(msg.value())
+        received[rec["user_id"]].append(rec)
+        got, idle_since = got + 1, time.monotonic()
+        print("  " + format_line(rec, titles, top=3))
+    consumer.close()
+
+
+def summarise(received: dict, titles: dict, expected: int) -> None:
+    got = sum(map(len, received.values()))
+    print(f"[5/5] {got} recommendations for {expected} clicks")
+    for user, recs in received.items():
+        sessions = sorted({r["session"] for r in recs})
+        first, last = recs[0]["items"][:3], recs[-1]["items"][:3]
+        name = lambda items: " | ".join(titles.get(i["item_id"], i["item_id"]) for i in items)
+        print(f"  user {user}: {len(recs)} clicks over {len(sessions)} sessions\n"
+              f"    first click -> {name(first)}\n    last click  -> {name(last)}")
+    latencies = [r["latency_ms"] for rs in received.values() for r in rs if "latency_ms" in r]
+    if latencies:
+        print(f"  event-to-recommendation latency: p50 {np.percentile(latencies, 50):.1f} ms, "
+              f"p99 {np.percentile(latencies, 99):.1f} ms")
