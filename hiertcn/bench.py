@@ -28,6 +28,7 @@ log = logging.getLogger("hiertcn.bench")
 DATA = Path(__file__).resolve().parent.parent / "data" / "movielens.csv.gz"
 NEURAL = ("hiertcn", "hiertcn_low", "gru4rec", "hrnn", "tcn")
 LONG_HISTORY_USERS = 32  # the training users with the most events, for the memory figure
+TRAIN_BUDGET_S = 420  # training seconds per (model, seed): the same budget for every model
 
 
 def _splits():
@@ -46,12 +47,13 @@ def accuracy_job(name: str, seed: int, epochs: int | None) -> dict:
     import torch
     torch.set_num_threads(1)
     from hiertcn.evaluate import evaluate
-    from hiertcn.models import build_model
+    from hiertcn.models import TRAIN_DEFAULTS, build_model
     from hiertcn.train import TrainConfig, count_parameters, fit
     parts = _splits()
     torch.manual_seed(seed)
     model = build_model(name, parts["train"].n_items, _init_vectors(parts["train"]))
-    config = TrainConfig(seed=seed, **({"epochs": epochs} if epochs else {}))
+    config = TrainConfig(seed=seed, max_seconds=TRAIN_BUDGET_S, **TRAIN_DEFAULTS.get(name, {}),
+                         **({"epochs": epochs} if epochs else {}))
     t0 = time.perf_counter()
     result = fit(model, parts["train"], parts["val"], config, name=name, progress=False)
     test = evaluate(model.eval(), parts["test"], progress=False)
@@ -133,7 +135,7 @@ def training_job(name: str, subset: str) -> dict:
     import torch
     torch.set_num_threads(1)
     from hiertcn.evaluate import evaluate  # noqa: F401  (same imports as a real run)
-    from hiertcn.models import build_model
+    from hiertcn.models import TRAIN_DEFAULTS, build_model
     from hiertcn.train import TrainConfig, count_parameters, fit
     parts = _splits()
     train = parts["train"]
@@ -142,7 +144,8 @@ def training_job(name: str, subset: str) -> dict:
         train = train.select_users(np.sort(np.argsort(-events)[:LONG_HISTORY_USERS]))
     model = build_model(name, train.n_items, _init_vectors(parts["train"]))
     val = parts["val"].select_users(np.arange(2))  # validation is not what is measured
-    result = fit(model, train, val, TrainConfig(epochs=1), name=name, progress=False)
+    result = fit(model, train, val, TrainConfig(epochs=1, **TRAIN_DEFAULTS.get(name, {})),
+                 name=name, progress=False)
     return {"params": count_parameters(model), "events_per_s": result.events_per_s,
             "peak_tensor_mb": result.peak_tensor_mb,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

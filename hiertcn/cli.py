@@ -76,7 +76,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         if f.name in ("loss", "max_seconds"):
             continue
         g.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(d, f.name)),
-                       default=getattr(d, f.name), help=f"(default: {getattr(d, f.name)})")
+                       default=None, help=f"(default: {getattr(d, f.name)}, or the model's own)")
     g.add_argument("--loss", choices=LOSSES, default="softmax",
                    help="softmax over all items, or sampled max-margin (default: %(default)s)")
     g.add_argument("--max-seconds", type=float, default=None,
@@ -84,9 +84,12 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 def train_config(args) -> TrainConfig:
+    """Options given on the command line > the model's defaults > TrainConfig's."""
+    from hiertcn.models import TRAIN_DEFAULTS
     names = {f.name for f in fields(TrainConfig)} - {"loss"}
+    given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     return TrainConfig(loss=LossConfig(kind=args.loss),
-                       **{n: getattr(args, n) for n in names})
+                       **{**TRAIN_DEFAULTS.get(getattr(args, "model", ""), {}), **given})
 
 
 # ---- commands ------------------------------------------------------------------------
