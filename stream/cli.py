@@ -63,6 +63,7 @@ def cmd_worker(args) -> None:
     config = StreamConfig.resolve(given(args))
     from hiertcn.inference import StreamModel
     StreamModel.load(config.export_dir)  # fail now, in one line, if the export is missing
+    config.check_connection()  # wrong credentials / CA: one line, not Faust's retry loop
     ensure_topics(config)
     log.info("worker config: %s", config.redacted())
     # stream.app builds its config from the environment at import: hand ours over
@@ -94,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the live demo on the local broker")
     p.add_argument("--users", type=int, default=6, help="users to replay (default: 6)")
     p.add_argument("--rate", type=float, default=40.0, help="events/s (default: 40)")
-    p.add_argument("--epochs", type=int, default=8, help="training epochs if no export")
+    p.add_argument("--epochs", type=int, default=3,
+                   help="training epochs if no export (default: 3, about 3 minutes)")
     p.set_defaults(run=cmd_demo)
     return parser
 

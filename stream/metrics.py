@@ -16,5 +16,7 @@ BATCH_SECONDS = Histogram("hiertcn_batch_seconds", "Model + top-K time per micro
 LATENCY = Histogram("hiertcn_event_to_recommendation_seconds",
                     "From the event's Kafka timestamp to its recommendation being queued",
                     buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+CONSUMER_LAG = Gauge("hiertcn_consumer_lag", "Clicks not yet committed by this worker: "
+                     "highwater - committed offset, per assigned partition", ["partition"])
 TABLE_KEYS = Gauge("hiertcn_table_keys", "Users held in a local table", ["table"])
 MODEL_INFO = Info("hiertcn_model", "Loaded model export")

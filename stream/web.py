@@ -19,6 +19,20 @@ def register_pages(worker) -> None:
         for name, table in worker.tables.items():
             metrics.TABLE_KEYS.labels(table=name).set(_local_keys(table))
 
+    @app.timer(interval=5.0)
+    async def report_lag():
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != worker.config.clicks_topic:
+                continue
+            # Faust keeps the group's committed offsets privately; they are what Kafka
+            # (and KEDA) call consumer lag, so report the same figure
+            committed = consumer._committed_offset.get(tp)
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                metrics.CONSUMER_LAG.labels(partition=str(tp.partition)).set(
+                    max(0, highwater - (committed or 0)))
+
     @app.page("/health/")
     async def health(web, request):
         return web.json({"status": "ok"})
