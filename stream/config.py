@@ -122,6 +122,12 @@ class StreamConfig:
                     out[key] = str(path)
         return out
 
+    def check_connection(self, timeout: float = 10.0) -> None:
+        """Fail fast, in one line (stream.errors.BrokerError), when the broker cannot be
+        used with these settings: refused login, untrusted certificate, unreachable."""
+        from stream.preflight import check_connection
+        check_connection(self.confluent_settings(), timeout)
+
     def faust_broker(self) -> str:
         """Faust's broker URL form: "kafka://h1:9092;kafka://h2:9092"."""
         self.confluent_settings()  # same "not set" error

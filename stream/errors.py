@@ -20,3 +20,11 @@ class BadEvent(StreamError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class AuthenticationError(BrokerError):
+    """The broker refused the SASL login (wrong user, password or mechanism)."""
+
+
+class TLSError(BrokerError):
+    """The TLS handshake with the broker failed (untrusted certificate, wrong protocol)."""

@@ -39,3 +39,25 @@ def unique_name(request):
         return f"{base}-{token}" + (f"-{suffix}" if suffix else "")
 
     return make
+
+
+SECURE_USERS = {"alice": "alice-Pw-7f3c9e", "bob": "bob-Pw-21d8aa"}
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory):
+    """A real local broker that requires authentication, started once per session:
+    listeners "sasl" (SASL_PLAINTEXT with PLAIN, SCRAM-SHA-256/512), and where openssl
+    can make a self-signed CA also "sasl_ssl" and "ssl" (broker.cafile). Users:
+    SECURE_USERS. Always local, even with $KAFKA_BOOTSTRAP_SERVERS set."""
+    import shutil
+
+    from stream import localkafka
+
+    modes = ("sasl", "sasl_ssl", "ssl") if shutil.which("openssl") else ("sasl",)
+    broker = localkafka.start(tmp_path_factory.mktemp("kafka-secure"), security=modes,
+                              users=SECURE_USERS)
+    try:
+        yield broker
+    finally:
+        broker.stop()
