@@ -129,6 +129,7 @@ def _produce_all(config: StreamConfig, events: pd.DataFrame, topic: str, *, rate
     from confluent_kafka import Producer
     from tqdm import tqdm
 
+    config.check_connection(timeout)  # a refused login or bad certificate, in one line
     deliveries = _Deliveries()
     producer = Producer({**config.confluent_settings(), **PRODUCER_SETTINGS,
                          "message.timeout.ms": int(timeout * 1000),  # fail, never hang

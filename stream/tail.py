@@ -66,6 +66,7 @@ def tail(config: StreamConfig, topic: str | None = None, *, from_beginning: bool
     """Print recommendations from `topic` (default config.recommendations_topic) until
     `max_messages` were printed or none came for `idle_timeout` s; the count printed."""
     topic = topic or config.recommendations_topic
+    config.check_connection(timeout)  # a refused login or bad certificate, in one line
     consumer = _consumer(config, from_beginning)
     try:
         _subscribe(consumer, config, topic, timeout)
