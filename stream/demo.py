@@ -56,13 +56,17 @@ def main(args) -> None:
             print("Kafka stopped")
 
 
+DEMO_TRAIN_SECONDS = 150  # the demo shows the stream; `hiertcn train` trains for real
+
+
 def ensure_export(epochs: int) -> None:
     if (EXPORT / "meta.json").exists():
         print(f"[2/5] model export found in {EXPORT} (delete it to retrain)")
         return
     print(f"[2/5] training HierTCN on {DATA.name} ({epochs} epochs max), then exporting")
     from hiertcn.cli import main as hiertcn
-    for argv in (["train", "--epochs", str(epochs), "--out", str(RUN)],
+    for argv in (["train", "--epochs", str(epochs), "--max-seconds", str(DEMO_TRAIN_SECONDS),
+                  "--out", str(RUN)],
                  ["evaluate", "--checkpoint", str(RUN / "checkpoint.pt")],
                  ["export", "--checkpoint", str(RUN / "checkpoint.pt"), "--out", str(EXPORT)]):
         if hiertcn(argv) != 0:
