@@ -1,0 +1,56 @@
+"""The Faust pass-through baseline of benchmarks/stream_bench.py: consume, send.
+
+The smallest agent that does what the real worker does around its model call:
+micro-batches from `take_events(200, within=0.05)` (the worker's defaults), and one
+`send_soon` per event to an output topic, with the worker's producer and commit
+settings (stream/app.py), but no tables, no decoding and no model. Run as a worker
+process like the real one:
+
+    PT_BOOTSTRAP=127.0.0.1:9092 PT_APP_ID=pt-1 PT_IN=clicks PT_OUT=pt-out \\
+        python benchmarks/passthrough_app.py worker -l warning
+
+Settings come from the environment (PT_*): PT_PARTITIONS (default 4), PT_BATCH
+(200), PT_WITHIN (0.05), PT_DATADIR (Faust's datadir; nothing is stored there).
+"""
+
+import os
+
+import faust
+
+env = os.environ
+PARTITIONS = int(env.get("PT_PARTITIONS", "4"))
+BATCH = int(env.get("PT_BATCH", "200"))
+WITHIN = float(env.get("PT_WITHIN", "0.05"))
+
+app = faust.App(
+    env["PT_APP_ID"],  # also the consumer group: fresh per run, so it reads from the start
+    broker="kafka://" + env["PT_BOOTSTRAP"],
+    store="memory://",
+    datadir=env.get("PT_DATADIR", "/tmp/passthrough-data"),
+    topic_partitions=PARTITIONS,
+    topic_replication_factor=1,
+    web_enabled=False,
+    key_serializer="raw",
+    value_serializer="raw",
+    consumer_auto_offset_reset="earliest",
+    # the same consumer/producer settings as the real worker (stream/app.py)
+    broker_session_timeout=10.0,
+    broker_heartbeat_interval=1.0,
+    broker_commit_every=1000,
+    broker_commit_interval=1.0,
+    producer_linger_ms=5,
+)
+
+source = app.topic(env["PT_IN"], key_type=bytes, value_type=bytes, partitions=PARTITIONS)
+sink = app.topic(env["PT_OUT"], key_type=bytes, value_type=bytes, partitions=PARTITIONS)
+
+
+@app.agent(source)
+async def passthrough(stream):
+    async for events in stream.take_events(BATCH, within=WITHIN):
+        for event in events:
+            sink.send_soon(key=event.message.key, value=event.message.value)
+
+
+if __name__ == "__main__":
+    app.main()
