@@ -109,3 +109,46 @@ class StreamModel:
                     if i >= 0 and i not in skip]
             out.append(hits[:k])
         return out
+
+
+class BatchState:
+    """The unpacked states of the users in one micro-batch, one row per user. A batch
+    is applied in rounds (each user's r-th event); rounds index rows of these tensors
+    instead of unpacking and packing bytes each time, and bytes are made once at the end.
+    """
+
+    def __init__(self, model: StreamModel, blobs: list[tuple[bytes, bytes]]):
+        self.model = model
+        self.state = model.unpack(blobs)
+
+    @torch.no_grad()
+    def step(self, rows: list[int], items: list[int]) -> None:
+        idx = torch.tensor(rows)
+        sub = self.model.model.step(_rows(self.state, idx), torch.tensor(items))
+        _assign(self.state, idx, sub)
+
+    @torch.no_grad()
+    def end_sessions(self, rows: list[int]) -> None:
+        idx = torch.tensor(rows)
+        _assign(self.state, idx, self.model.model.end_session(_rows(self.state, idx)))
+
+    def embedding(self, row: int) -> np.ndarray:
+        return self.state.embedding[row].numpy().copy()  # (D,)
+
+    def blobs(self) -> list[tuple[bytes, bytes]]:
+        return self.model.pack(self.state)
+
+
+def _rows(state: StepState, idx: torch.Tensor) -> StepState:
+    return StepState(h=state.h[idx], pasts=[p[idx] for p in state.pasts],
+                     session_sum=state.session_sum[idx], session_len=state.session_len[idx],
+                     embedding=state.embedding[idx])
+
+
+def _assign(state: StepState, idx: torch.Tensor, sub: StepState) -> None:
+    state.h[idx] = sub.h
+    for past, new in zip(state.pasts, sub.pasts):
+        past[idx] = new
+    state.session_sum[idx] = sub.session_sum
+    state.session_len[idx] = sub.session_len
+    state.embedding[idx] = sub.embedding

@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("worker", help="run a Faust worker of the consumer group")
     add_config_options(p)
-    p.add_argument("--loglevel", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--loglevel", default="info", choices=("debug", "info", "warn", "error"),
+                   help="Faust's log level (default: info)")
     p.set_defaults(run=cmd_worker)
     p = sub.add_parser("topics", help="create the topics (idempotent)")
     add_config_options(p)

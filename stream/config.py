@@ -42,6 +42,8 @@ class StreamConfig:
     sweep_interval_s: float = 60.0  # how often idle sessions are closed by the timer
     exclude_clicked: bool = True  # do not recommend items already clicked this session
     max_event_bytes: int = 65536  # larger input events go to the DLQ undecoded
+    threads: int = 1  # torch/faiss threads per worker: scale out with workers (5x faster
+    #                   than 2 threads on 2 cores: benchmarks/results/stream.json)
     export_dir: Path = Path("artifacts/export")  # exported model the worker loads
     datadir: Path = Path("artifacts/worker-data")  # Faust tables (RocksDB) live here
     web_host: str = "127.0.0.1"  # Faust web server (health, metrics)
@@ -173,6 +175,7 @@ ENV = {
     "sweep_interval_s": "HIERTCN_SWEEP_INTERVAL_S",
     "exclude_clicked": "HIERTCN_EXCLUDE_CLICKED",
     "max_event_bytes": "HIERTCN_MAX_EVENT_BYTES",
+    "threads": "HIERTCN_THREADS",
     "export_dir": "HIERTCN_EXPORT_DIR",
     "datadir": "HIERTCN_DATADIR",
     "web_host": "HIERTCN_WEB_HOST",
@@ -283,7 +286,7 @@ _PARSERS: dict[str, Callable] = {
     "bootstrap_servers": _bootstrap,
     "partitions": _positive(int), "top_k": _positive(int),
     "max_session_len": _positive(int), "batch_size": _positive(int),
-    "max_event_bytes": _positive(int),
+    "max_event_bytes": _positive(int), "threads": _positive(int),
     "session_gap_s": _positive(float), "batch_within_s": _positive(float),
     "sweep_interval_s": _positive(float),
     "exclude_clicked": _bool,

@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 import orjson
 
-from hiertcn.inference import StreamModel
+from hiertcn.inference import BatchState, StreamModel
 
 
 @dataclass(frozen=True)
@@ -107,22 +107,26 @@ class Policy:
 
 def process_batch(model: StreamModel, events: list[Incoming],
                   load: Callable[[str], UserState | None], policy: Policy) -> BatchResult:
-    states: dict[str, UserState] = {}
     counts: Counter = Counter()
+    states: dict[str, UserState] = {}
+    for ev in events:
+        if ev.user_id not in states:
+            states[ev.user_id] = _current(model, load(ev.user_id), counts)
+    row = {user: i for i, user in enumerate(states)}
+    batch = BatchState(model, [(st.gru, st.window) for st in states.values()])
     outputs: list[Output] = []
     embeddings: list = []
     for round_events in _rounds(events):
-        for ev in round_events:
-            if ev.user_id not in states:
-                states[ev.user_id] = _current(model, load(ev.user_id), counts)
-        _apply_round(model, round_events, states, policy, counts)
+        _apply_round(model, batch, row, round_events, states, policy, counts)
         for ev in round_events:
             st = states[ev.user_id]
-            embeddings.append(model.embeddings([(st.gru, st.window)])[0])
+            embeddings.append(batch.embedding(row[ev.user_id]))
             exclude = frozenset(st.clicked) if policy.exclude_clicked else frozenset()
             outputs.append(Output(ev.user_id, ev.event_id, ev.ts, st.session, model.version,
                                   len(embeddings) - 1, ev.event == "click", ev.received,
                                   exclude))
+    for st, (gru, window) in zip(states.values(), batch.blobs()):
+        st.gru, st.window = gru, window
     _attach_top_k(model, outputs, embeddings, policy)
     return BatchResult(states, outputs, embeddings, counts)
 
@@ -149,7 +153,7 @@ def _current(model: StreamModel, state: UserState | None, counts: Counter) -> Us
     return UserState(gru=gru, window=window, model=model.version, session=1)
 
 
-def _apply_round(model, events, states, policy, counts) -> None:
+def _apply_round(model, batch, row, events, states, policy, counts) -> None:
     to_roll, to_step = [], []
     for ev in events:
         st = states[ev.user_id]
@@ -165,17 +169,17 @@ def _apply_round(model, events, states, policy, counts) -> None:
             continue
         reason = _session_end_reason(st, ev, policy)
         if reason:
-            to_roll.append(st)
+            to_roll.append(ev.user_id)
             counts[f"rolled_{reason}"] += 1
         if item is not None and not reason and st.clicked and st.clicked[-1] == item:
             counts["repeats"] += 1  # training drops consecutive repeats too
         elif item is not None:
-            to_step.append((st, item))
+            to_step.append((ev.user_id, item))
         if st.last_ts is not None and ev.ts < st.last_ts:
             counts["late"] += 1
         st.last_ts = ev.ts if st.last_ts is None else max(st.last_ts, ev.ts)
-    roll_sessions(model, to_roll)
-    _step(model, to_step)
+    roll_sessions(batch, [row[u] for u in to_roll], [states[u] for u in to_roll])
+    _step(batch, [(row[u], item) for u, item in to_step], [states[u] for u, _ in to_step])
 
 
 def _session_end_reason(st: UserState, ev: Incoming, policy: Policy) -> str | None:
@@ -193,26 +197,23 @@ def _session_end_reason(st: UserState, ev: Incoming, policy: Policy) -> str | No
     return None
 
 
-def roll_sessions(model: StreamModel, states: list[UserState]) -> None:
-    """One model call rolls the GRU of every given user and opens a new session.
-    Also used by the sweep."""
-    if not states:
+def roll_sessions(batch: BatchState, rows: list[int], states: list[UserState]) -> None:
+    """One model call rolls the GRU of the given users and opens new sessions."""
+    if not rows:
         return
-    blobs = model.end_sessions([(s.gru, s.window) for s in states])
-    for st, (gru, window) in zip(states, blobs):
+    batch.end_sessions(rows)
+    for st in states:
         if st.length:
             st.sessions_rolled += 1
-        st.gru, st.window = gru, window
         st.session += 1
         st.length, st.clicked, st.last_ts = 0, [], None
 
 
-def _step(model: StreamModel, pairs: list[tuple[UserState, int]]) -> None:
+def _step(batch: BatchState, pairs: list[tuple[int, int]], states: list[UserState]) -> None:
     if not pairs:
         return
-    blobs, _ = model.step([(s.gru, s.window) for s, _ in pairs], [i for _, i in pairs])
-    for (st, item), (gru, window) in zip(pairs, blobs):
-        st.gru, st.window = gru, window
+    batch.step([r for r, _ in pairs], [i for _, i in pairs])
+    for st, (_, item) in zip(states, pairs):
         st.length += 1
         st.clicked.append(item)
 
