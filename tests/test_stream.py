@@ -141,8 +141,7 @@ def test_two_workers_split_partitions_and_stay_right(setup):
     sent = clicks_sent(bootstrap, topics.clicks, n)
     embeddings = first_answers(consume(bootstrap, topics.embeddings, n, timeout=60))
     assert_equals_offline(model, sent, embeddings, sent.keys())
-    seen = [float(m.split()[-1]) for w in (a, b) for m in w.metrics().splitlines()
-            if m.startswith("hiertcn_events_in_total")]
+    seen = [metric_sum(w.metrics(), "hiertcn_events_in_total") for w in (a, b)]
     assert len(seen) == 2 and all(x > 0 for x in seen), f"both workers consume: {seen}"
 
 
@@ -172,4 +171,15 @@ def test_bad_input_goes_to_the_dlq_and_the_worker_goes_on(setup):
     recs = consume(bootstrap, topics.recommendations, 2, timeout=60)
     assert [r["event_id"] for _, r in recs] == ["unknown", "known"]
     assert w.proc.poll() is None
-    assert 'hiertcn_event_outcomes_total{kind="unknown_items"} 1.0' in w.metrics()
+    scraped = w.metrics()
+    assert 'hiertcn_event_outcomes_total{kind="unknown_items"} 1.0' in scraped
+    # the counters ops watch equal what was sent, dead-lettered and answered
+    assert metric_sum(scraped, "hiertcn_events_in_total") == len(BAD) + 2
+    assert metric_sum(scraped, "hiertcn_dlq_total") == len(dlq) == len(BAD)
+    assert metric_sum(scraped, "hiertcn_recommendations_total") == len(recs) == 2
+
+
+def metric_sum(text: str, name: str) -> float:
+    """Sum of a Prometheus counter over its labels, from /metrics text."""
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
