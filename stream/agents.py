@@ -75,7 +75,10 @@ def register(worker) -> None:
                 continue
             t0 = time.perf_counter()
             result = process_batch(model, incoming, load, policy)
-            metrics.BATCH_SECONDS.observe(time.perf_counter() - t0)
+            elapsed = time.perf_counter() - t0
+            metrics.BATCH_SECONDS.observe(elapsed)
+            metrics.TOP_K_SECONDS.observe(result.top_k_s)
+            metrics.MODEL_SECONDS.observe(elapsed - result.top_k_s)
             metrics.BATCH_SIZE.observe(len(incoming))
             for user_id, state in result.states.items():
                 with _as_current(by_user[user_id]):

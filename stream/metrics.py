@@ -13,6 +13,11 @@ BATCH_SIZE = Histogram("hiertcn_batch_events", "Events per micro-batch",
                        buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
 BATCH_SECONDS = Histogram("hiertcn_batch_seconds", "Model + top-K time per micro-batch",
                           buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1))
+_FAST = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1)
+MODEL_SECONDS = Histogram("hiertcn_model_seconds", "State + model time per micro-batch",
+                          buckets=_FAST)
+TOP_K_SECONDS = Histogram("hiertcn_top_k_seconds", "faiss top-K time per micro-batch",
+                          buckets=_FAST)
 LATENCY = Histogram("hiertcn_event_to_recommendation_seconds",
                     "From the event's Kafka timestamp to its recommendation being queued",
                     buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))

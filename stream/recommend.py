@@ -25,6 +25,7 @@ Policies:
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
@@ -95,6 +96,7 @@ class BatchResult:
     outputs: list[Output]
     embeddings: list  # float32 (D,) arrays, indexed by Output.embedding_row
     counts: Counter  # unknown_items, model_resets, redelivered, late, rolled_<reason>
+    top_k_s: float = 0.0  # seconds spent in the faiss search, for the metrics
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,9 @@ def process_batch(model: StreamModel, events: list[Incoming],
                                   exclude))
     for st, (gru, window) in zip(states.values(), batch.blobs()):
         st.gru, st.window = gru, window
+    t0 = time.perf_counter()
     _attach_top_k(model, outputs, embeddings, policy)
-    return BatchResult(states, outputs, embeddings, counts)
+    return BatchResult(states, outputs, embeddings, counts, time.perf_counter() - t0)
 
 
 def _rounds(events: list[Incoming]) -> list[list[Incoming]]:
