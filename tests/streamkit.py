@@ -109,16 +109,26 @@ class WorkerProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
 
-def consume(bootstrap, topic, n, timeout=60.0, group=None) -> list:
-    """Read until `n` messages arrived (or the timeout): [(key, value dict)]."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group or f"read-{topic}-{time.time()}",
+def consume(bootstrap, topic, n, timeout=60.0, group=None, settings=None, raw=False,
+            strict=False) -> list:
+    """Read until `n` messages arrived (or the timeout): [(key, value dict)], or
+    [(key bytes, value bytes)] when `raw`. `settings`: a full client config
+    (security included) instead of a plaintext bootstrap address; `strict`: a client
+    error fails the test instead of being skipped."""
+    c = Consumer({**(settings or {"bootstrap.servers": bootstrap}),
+                  "group.id": group or f"read-{topic}-{time.time()}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
     c.subscribe([topic])
     out, deadline = [], time.monotonic() + timeout
     try:
         while len(out) < n and time.monotonic() < deadline:
             msg = c.poll(0.5)
-            if msg is not None and not msg.error():
+            if msg is None or (msg.error() and not strict):
+                continue
+            assert not msg.error(), msg.error().str()
+            if raw:
+                out.append((msg.key(), msg.value()))
+            else:
                 out.append((msg.key().decode() if msg.key() else None, orjson.loads(msg.value())))
     finally:
         c.close()

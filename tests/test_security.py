@@ -13,7 +13,7 @@ import uuid
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from stream.config import StreamConfig
 from stream.errors import AuthenticationError, BrokerError, TLSError
@@ -21,7 +21,7 @@ from stream.localkafka import create_topics
 from stream.preflight import check_connection
 from stream.replay import replay
 from tests.conftest import SECURE_USERS
-from tests.streamkit import MOVIELENS, Topics, WorkerProcess, make_export
+from tests.streamkit import MOVIELENS, Topics, WorkerProcess, consume, make_export
 
 integration = pytest.mark.integration
 USER = "alice"
@@ -53,19 +53,8 @@ def config_for(broker, mode: str, mechanism: str | None, password: str = PASSWOR
 
 
 def read(settings: dict, topic: str, n: int, timeout: float = 60.0) -> list:
-    c = Consumer({**settings, "group.id": f"read-{uuid.uuid4().hex[:8]}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    c.subscribe([topic])
-    out, deadline = [], time.monotonic() + timeout
-    try:
-        while len(out) < n and time.monotonic() < deadline:
-            msg = c.poll(0.5)
-            if msg is not None:
-                assert not msg.error(), msg.error().str()
-                out.append((msg.key(), msg.value()))
-    finally:
-        c.close()
-    return out
+    return consume(None, topic, n, timeout, group=f"read-{uuid.uuid4().hex[:8]}",
+                   settings=settings, raw=True, strict=True)
 
 
 # ---------------------------------------------------------------- confluent clients
