@@ -20,7 +20,7 @@ from hiertcn.inference import StreamModel
 from stream import metrics
 from stream.errors import BadEvent
 from stream.records import decode_click, encode_dlq, encode_embedding, encode_recommendation
-from stream.recommend import Incoming, Policy, UserState, process_batch
+from stream.recommend import Incoming, Policy, UserState, is_idle, process_batch
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def register(worker) -> None:
         sent = 0
         for user_id, meta in tables["session_meta"].items():
             st = UserState.from_rows(b"", b"", meta)
-            if st.length and st.last_ts is not None and clock - st.last_ts > config.session_gap_s:
+            if is_idle(st, clock, config.session_gap_s):
                 await worker.clicks.send(key=user_id.encode(), value=sweep_event(user_id, st))
                 sent += 1
         if sent:

@@ -230,10 +230,13 @@ def _attach_top_k(model, outputs, embeddings, policy) -> None:
         o.items = items
 
 
+def is_idle(st: UserState, watermark: float, gap_s: float) -> bool:
+    """The user's open session has been idle longer than the gap, in event time
+    (the watermark is the latest event time the worker has seen)."""
+    return bool(st.length) and st.last_ts is not None and watermark - st.last_ts > gap_s
+
+
 def idle_sessions(states: dict[str, UserState], watermark: float,
                   gap_s: float) -> list[str]:
-    """Users whose open session has been idle longer than the gap, in event time
-    (the watermark is the latest event time the worker has seen)."""
-    return [u for u, st in states.items()
-            if st.length and st.last_ts is not None and watermark - st.last_ts > gap_s]
+    return [u for u, st in states.items() if is_idle(st, watermark, gap_s)]
 
