@@ -38,6 +38,17 @@ def make_export(where: Path) -> Path:
     return export(where / "ckpt.pt", where / "export")
 
 
+def tiny_stream_model(where: Path, n_items: int) -> StreamModel:
+    """A tiny random HierTCN over items "i0".."i{n-1}", exported and loaded as the
+    worker loads it: for unit tests of the stream's pure code."""
+    torch.manual_seed(0)
+    model = HierTCN(ModelConfig(n_items=n_items, item_dim=8, channels=6, kernel_size=3,
+                                levels=2, gru_hidden=4, gru_layers=2, dropout=0.0)).eval()
+    save_checkpoint(where / "ckpt.pt", model, [f"i{k}" for k in range(n_items)], step=1,
+                    extra={})
+    return StreamModel.load(export(where / "ckpt.pt", where / "export"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -4,17 +4,12 @@ top-K comes from faiss over exactly the scored vectors."""
 import numpy as np
 import torch
 
-from hiertcn.checkpoint import export, save_checkpoint
 from hiertcn.inference import StreamModel
-from hiertcn.model import HierTCN, ModelConfig
+from tests.streamkit import tiny_stream_model
 
 
 def exported(tmp_path) -> StreamModel:
-    torch.manual_seed(0)
-    model = HierTCN(ModelConfig(n_items=30, item_dim=8, channels=6, kernel_size=3, levels=2,
-                                gru_hidden=4, gru_layers=2, dropout=0.0)).eval()
-    save_checkpoint(tmp_path / "ckpt.pt", model, [f"i{k}" for k in range(30)], step=1, extra={})
-    return StreamModel.load(export(tmp_path / "ckpt.pt", tmp_path / "export"))
+    return tiny_stream_model(tmp_path, n_items=30)
 
 
 def test_state_bytes_round_trip_and_match_the_model(tmp_path):

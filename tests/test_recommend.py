@@ -4,20 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from hiertcn.checkpoint import export, save_checkpoint
 from hiertcn.inference import StreamModel
-from hiertcn.model import HierTCN, ModelConfig
 from stream.recommend import Incoming, Policy, UserState, idle_sessions, process_batch
+from tests.streamkit import tiny_stream_model
 
 
 @pytest.fixture(scope="module")
 def sm(tmp_path_factory) -> StreamModel:
-    tmp = tmp_path_factory.mktemp("export")
-    torch.manual_seed(0)
-    model = HierTCN(ModelConfig(n_items=40, item_dim=8, channels=6, kernel_size=3, levels=2,
-                                gru_hidden=4, gru_layers=2, dropout=0.0)).eval()
-    save_checkpoint(tmp / "ckpt.pt", model, [f"i{k}" for k in range(40)], step=1, extra={})
-    return StreamModel.load(export(tmp / "ckpt.pt", tmp / "export"))
+    return tiny_stream_model(tmp_path_factory.mktemp("export"), n_items=40)
 
 
 class Store(dict):
