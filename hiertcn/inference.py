@@ -132,6 +132,11 @@ class BatchState:
         idx = torch.tensor(rows)
         _assign(self.state, idx, self.model.model.end_session(_rows(self.state, idx)))
 
+    @torch.no_grad()
+    def reset(self, rows: list[int]) -> None:
+        """Back to the model's initial state (an expired user starting over)."""
+        _assign(self.state, torch.tensor(rows), self.model.model.initial_state(len(rows)))
+
     def embedding(self, row: int) -> np.ndarray:
         return self.state.embedding[row].numpy().copy()  # (D,)
 

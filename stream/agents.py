@@ -14,13 +14,14 @@ import time
 import weakref
 from collections import Counter
 
+import orjson
 from faust.streams import _current_event
 
 from hiertcn.inference import StreamModel
 from stream import metrics
 from stream.errors import BadEvent
 from stream.records import decode_click, encode_dlq, encode_embedding, encode_recommendation
-from stream.recommend import Incoming, Policy, UserState, is_idle, process_batch
+from stream.recommend import Incoming, Policy, UserState, is_expired, is_idle, process_batch
 
 log = logging.getLogger(__name__)
 
@@ -85,31 +86,47 @@ def register(worker) -> None:
                     tables["gru_state"][user_id] = state.gru
                     tables["tcn_window"][user_id] = state.window
                     tables["session_meta"][user_id] = state.meta_bytes()
+            for user_id in result.expired:
+                with _as_current(by_user[user_id]):
+                    for table in tables.values():  # a tombstone in each changelog
+                        del table[user_id]
             publish(worker, result)
 
     @app.timer(interval=config.sweep_interval_s)
     async def sweep():
-        """Close sessions idle longer than the gap in event time by sending the user a
-        `session_end` through the clicks topic: every state change stays in the agent,
-        in partition order, and the end names its session so a click that already
-        opened a new one is not cut short."""
+        """Expire users silent longer than the TTL, and close sessions idle longer than
+        the gap, both in event time, by sending the user an `expire` or a `session_end`
+        through the clicks topic: every state change stays in the agent, in partition
+        order, and each names the state it saw (its session, its last applied offset)
+        so that one overtaken by a newer click is void."""
         if holder.model is None or not watermark:
             return
         clock = max(watermark.values())
-        sent = 0
+        sent = Counter()
         for user_id, meta in tables["session_meta"].items():
             st = UserState.from_rows(b"", b"", meta)
-            if is_idle(st, clock, config.session_gap_s):
-                await worker.clicks.send(key=user_id.encode(), value=sweep_event(user_id, st))
-                sent += 1
+            if is_expired(st, clock, config.state_ttl_s):
+                value, kind = expire_event(user_id, st), "expire"
+            elif is_idle(st, clock, config.session_gap_s):
+                value, kind = sweep_event(user_id, st), "session_end"
+            else:
+                continue
+            await worker.clicks.send(key=user_id.encode(), value=value)
+            sent[kind] += 1
         if sent:
-            log.info("sweep: closing %d idle sessions (event-time clock %.0f)", sent, clock)
+            log.info("sweep: %d idle sessions to close, %d users past the TTL to expire "
+                     "(event-time clock %.0f)", sent["session_end"], sent["expire"], clock)
 
 
 def sweep_event(user_id: str, st: UserState) -> bytes:
-    import orjson
     return orjson.dumps({"user_id": user_id, "event": "session_end", "ts": st.last_ts,
                          "reason": "idle", "session": st.session})
+
+
+def expire_event(user_id: str, st: UserState) -> bytes:
+    return orjson.dumps({"user_id": user_id, "event": "expire", "reason": "ttl",
+                         "ts": st.last_seen if st.last_seen is not None else st.last_ts,
+                         "applied_offset": st.offset})
 
 
 def decode_batch(events, worker, watermark):
@@ -126,7 +143,8 @@ def decode_batch(events, worker, watermark):
             continue
         incoming.append(Incoming(click.user_id, click.item_id, click.ts, click.event,
                                  click.event_id, msg.partition, msg.offset,
-                                 received=msg.timestamp or now, session=click.session))
+                                 received=msg.timestamp or now, session=click.session,
+                                 applied_offset=click.applied_offset))
         by_user[click.user_id] = event
         watermark[msg.partition] = max(watermark.get(msg.partition, click.ts), click.ts)
     metrics.EVENTS_IN.inc(len(events))

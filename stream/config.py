@@ -39,7 +39,9 @@ class StreamConfig:
     max_session_len: int = 100  # clicks kept per session (older ones are dropped)
     batch_size: int = 200  # micro-batch for stream.take: one model call per batch
     batch_within_s: float = 0.05  # max wait (s) to fill a micro-batch: bounds latency
-    sweep_interval_s: float = 60.0  # how often idle sessions are closed by the timer
+    sweep_interval_s: float = 60.0  # how often the timer closes idle sessions and expires
+    state_ttl_s: float = 30 * 86400.0  # event-time silence (s) after which a user's state
+    #                                    is deleted (tombstones in the compacted changelog)
     exclude_clicked: bool = True  # do not recommend items already clicked this session
     max_event_bytes: int = 65536  # larger input events go to the DLQ undecoded
     threads: int = 1  # torch/faiss threads per worker: scale out with workers (5x faster
@@ -173,6 +175,7 @@ ENV = {
     "batch_size": "HIERTCN_BATCH_SIZE",
     "batch_within_s": "HIERTCN_BATCH_WITHIN_S",
     "sweep_interval_s": "HIERTCN_SWEEP_INTERVAL_S",
+    "state_ttl_s": "HIERTCN_STATE_TTL_S",
     "exclude_clicked": "HIERTCN_EXCLUDE_CLICKED",
     "max_event_bytes": "HIERTCN_MAX_EVENT_BYTES",
     "threads": "HIERTCN_THREADS",
@@ -288,7 +291,7 @@ _PARSERS: dict[str, Callable] = {
     "max_session_len": _positive(int), "batch_size": _positive(int),
     "max_event_bytes": _positive(int), "threads": _positive(int),
     "session_gap_s": _positive(float), "batch_within_s": _positive(float),
-    "sweep_interval_s": _positive(float),
+    "sweep_interval_s": _positive(float), "state_ttl_s": _positive(float),
     "exclude_clicked": _bool,
     "export_dir": lambda v: Path(_nonempty(v)), "datadir": lambda v: Path(_nonempty(v)),
     "web_port": _port,

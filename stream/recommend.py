@@ -20,7 +20,11 @@ Policies:
 - model version: a state written by another model version is reset, and counted;
 - redelivery: every state records the offset of the last event applied to it; an
   event at or below it is answered again from the stored state but not re-applied,
-  so state is exactly-once and output at-least-once.
+  so state is exactly-once and output at-least-once;
+- expiry: an `expire` event resets the user to a fresh state and, unless a later event
+  of the batch revives it, the caller deletes the user's rows (`BatchResult.expired`).
+  The TTL sweep's expire names the offset it saw applied and is void if the state has
+  moved on since. An expire publishes nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class Incoming:
     offset: int
     received: float = 0.0  # wall-clock arrival, for latency
     session: int | None = None  # a sweep's session_end names the session it closes
+    applied_offset: int | None = None  # a TTL sweep's expire names the state it expires
 
 
 @dataclass
@@ -64,12 +69,15 @@ class UserState:
     length: int = 0  # events fed in the current session
     clicked: list[int] = field(default_factory=list)  # item indices in the session
     offset: int = -1  # offset of the last event applied (partition is the key's)
+    applied: int = 0  # events applied since the state was created: proves exactly-once
+    last_seen: float | None = None  # latest event time of any session: the TTL clock
 
     def meta_bytes(self) -> bytes:
         return orjson.dumps({"model": self.model, "session": self.session,
                              "sessions_rolled": self.sessions_rolled,
                              "last_ts": self.last_ts, "length": self.length,
-                             "clicked": self.clicked, "offset": self.offset})
+                             "clicked": self.clicked, "offset": self.offset,
+                             "applied": self.applied, "last_seen": self.last_seen})
 
     @classmethod
     def from_rows(cls, gru: bytes, window: bytes, meta: bytes) -> "UserState":
@@ -95,8 +103,9 @@ class BatchResult:
     states: dict[str, UserState]
     outputs: list[Output]
     embeddings: list  # float32 (D,) arrays, indexed by Output.embedding_row
-    counts: Counter  # unknown_items, model_resets, redelivered, late, rolled_<reason>
+    counts: Counter  # unknown_items, model_resets, redelivered, late, expired, rolled_<reason>
     top_k_s: float = 0.0  # seconds spent in the faiss search, for the metrics
+    expired: set = field(default_factory=set)  # users whose stored rows must be deleted
 
 
 @dataclass(frozen=True)
@@ -111,16 +120,23 @@ def process_batch(model: StreamModel, events: list[Incoming],
                   load: Callable[[str], UserState | None], policy: Policy) -> BatchResult:
     counts: Counter = Counter()
     states: dict[str, UserState] = {}
+    stored: set[str] = set()
     for ev in events:
         if ev.user_id not in states:
-            states[ev.user_id] = _current(model, load(ev.user_id), counts)
+            loaded = load(ev.user_id)
+            if loaded is not None:
+                stored.add(ev.user_id)
+            states[ev.user_id] = _current(model, loaded, counts)
     row = {user: i for i, user in enumerate(states)}
     batch = BatchState(model, [(st.gru, st.window) for st in states.values()])
     outputs: list[Output] = []
     embeddings: list = []
+    expired: set[str] = set()
     for round_events in _rounds(events):
-        _apply_round(model, batch, row, round_events, states, policy, counts)
+        _apply_round(model, batch, row, round_events, states, policy, counts, expired)
         for ev in round_events:
+            if ev.event == "expire":
+                continue
             st = states[ev.user_id]
             embeddings.append(batch.embedding(row[ev.user_id]))
             exclude = frozenset(st.clicked) if policy.exclude_clicked else frozenset()
@@ -129,9 +145,12 @@ def process_batch(model: StreamModel, events: list[Incoming],
                                   exclude))
     for st, (gru, window) in zip(states.values(), batch.blobs()):
         st.gru, st.window = gru, window
+    for user in expired:
+        del states[user]  # deleted if stored; never written if it was not
     t0 = time.perf_counter()
     _attach_top_k(model, outputs, embeddings, policy)
-    return BatchResult(states, outputs, embeddings, counts, time.perf_counter() - t0)
+    return BatchResult(states, outputs, embeddings, counts, time.perf_counter() - t0,
+                       expired & stored)
 
 
 def _rounds(events: list[Incoming]) -> list[list[Incoming]]:
@@ -152,18 +171,28 @@ def _current(model: StreamModel, state: UserState | None, counts: Counter) -> Us
         return state
     if state is not None:
         counts["model_resets"] += 1
+    return _fresh(model)
+
+
+def _fresh(model: StreamModel) -> UserState:
     gru, window = model.fresh(1)[0]
     return UserState(gru=gru, window=window, model=model.version, session=1)
 
 
-def _apply_round(model, batch, row, events, states, policy, counts) -> None:
+def _apply_round(model, batch, row, events, states, policy, counts, expired) -> None:
     to_roll, to_step = [], []
     for ev in events:
         st = states[ev.user_id]
         if ev.offset <= st.offset:
             counts["redelivered"] += 1
             continue
+        if ev.event == "expire":
+            _expire(model, batch, row, states, ev, counts, expired)
+            continue
+        expired.discard(ev.user_id)  # an event after an expire in the batch revives it
         st.offset = ev.offset
+        st.applied += 1
+        st.last_seen = ev.ts if st.last_seen is None else max(st.last_seen, ev.ts)
         item = model.index_of.get(ev.item_id) if ev.event == "click" else None
         if ev.event == "click" and item is None:
             # as in training, where rare items are filtered out before sessionising:
@@ -183,6 +212,24 @@ def _apply_round(model, batch, row, events, states, policy, counts) -> None:
         st.last_ts = ev.ts if st.last_ts is None else max(st.last_ts, ev.ts)
     roll_sessions(batch, [row[u] for u in to_roll], [states[u] for u in to_roll])
     _step(batch, [(row[u], item) for u, item in to_step], [states[u] for u, _ in to_step])
+
+
+def _expire(model, batch, row, states, ev, counts, expired) -> None:
+    st = states[ev.user_id]
+    if st.applied == 0:  # nothing to expire (e.g. an expire redelivered after the
+        expired.add(ev.user_id)  # deletion): make sure it is not written either
+        return
+    if ev.applied_offset is not None and ev.applied_offset != st.offset:
+        counts["stale_expires"] += 1  # the user was active after the sweep looked
+        st.offset = ev.offset
+        st.applied += 1
+        return
+    counts["expired"] += 1
+    fresh = _fresh(model)
+    fresh.offset = ev.offset  # a redelivered event from before the expiry stays skipped
+    states[ev.user_id] = fresh
+    batch.reset([row[ev.user_id]])
+    expired.add(ev.user_id)
 
 
 def _session_end_reason(st: UserState, ev: Incoming, policy: Policy) -> str | None:
@@ -234,6 +281,12 @@ def is_idle(st: UserState, watermark: float, gap_s: float) -> bool:
     """The user's open session has been idle longer than the gap, in event time
     (the watermark is the latest event time the worker has seen)."""
     return bool(st.length) and st.last_ts is not None and watermark - st.last_ts > gap_s
+
+
+def is_expired(st: UserState, watermark: float, ttl_s: float) -> bool:
+    """No event from the user for longer than the TTL, in event time."""
+    seen = st.last_seen if st.last_seen is not None else st.last_ts
+    return seen is not None and watermark - seen > ttl_s
 
 
 def idle_sessions(states: dict[str, UserState], watermark: float,

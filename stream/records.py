@@ -7,6 +7,10 @@ Input, topic `clicks`, key = user id (UTF-8):
     "session_end" (item_id not needed); event_id: optional str, echoed in the output.
     A session_end may name the session it closes ("session": int): the worker's idle
     sweep does, so its end is void if the user has opened a new session since.
+    "expire" deletes the user's state (item_id not needed): the worker's TTL sweep sends
+    it with "applied_offset": int, the last offset applied to the state it saw, so the
+    expiry is void if anything was applied since; without it, it forgets the user now
+    (e.g. a deletion request).
 Outputs carry "v": SCHEMA_VERSION so consumers can tell a contract change apart:
     recommendations {"v","user_id","event_id","ts","session","items":[{"item_id","score"}],
                      "model","latency_ms"?}
@@ -29,7 +33,7 @@ import orjson
 from stream.errors import BadEvent
 
 SCHEMA_VERSION = 1
-EVENTS = ("click", "session_end")
+EVENTS = ("click", "session_end", "expire")
 # Seconds beyond this (year 5138) are almost surely milliseconds sent by mistake.
 MAX_TS = 1e11
 
@@ -42,6 +46,7 @@ class Click:
     event: str = "click"
     event_id: str | None = None
     session: int | None = None  # on the worker's own sweep session_end: the session to close
+    applied_offset: int | None = None  # on the TTL sweep's expire: the state it expires
 
 
 # ---------------------------------------------------------------- decoding
@@ -67,10 +72,16 @@ def decode_click(key: bytes | None, value: bytes | None, max_bytes: int = 65536)
     ts = _ts(obj)
     event_id = _optional_id(obj, "event_id")
     _check_key(key, user_id)
-    session = obj.get("session") if event == "session_end" else None
-    if session is not None and (type(session) is not int or session < 0):
-        raise BadEvent("wrong_type:session")
-    return Click(user_id, item_id, ts, event, event_id, session)
+    session = _optional_count(obj, "session") if event == "session_end" else None
+    applied = _optional_count(obj, "applied_offset") if event == "expire" else None
+    return Click(user_id, item_id, ts, event, event_id, session, applied)
+
+
+def _optional_count(obj: dict, name: str) -> int | None:
+    value = obj.get(name)
+    if value is not None and (type(value) is not int or value < 0):
+        raise BadEvent(f"wrong_type:{name}")
+    return value
 
 
 def _id(obj: dict, name: str) -> str:

@@ -146,6 +146,32 @@ def consume(bootstrap, topic, n, timeout=60.0, group=None, settings=None, raw=Fa
     return out
 
 
+def read_topic(bootstrap, topic, timeout=30.0) -> list[tuple[bytes, bytes | None]]:
+    """Every (key, value) in the topic now, up to each partition's end; value None is a
+    tombstone."""
+    from confluent_kafka import TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-all-{time.time()}",
+                  "enable.auto.commit": False})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in parts}
+        todo = {p for p, end in ends.items() if end > 0}
+        c.assign([TopicPartition(topic, p, 0) for p in todo])
+        out, deadline = [], time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            out.append((msg.key(), msg.value()))
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                todo.discard(msg.partition())
+        assert not todo, f"{topic}: partitions {sorted(todo)} not read to their end"
+        return out
+    finally:
+        c.close()
+
+
 def offline_embeddings(model: StreamModel, events: list[dict], gap_s: float,
                        max_len: int = 100) -> list[np.ndarray]:
     """The model's own step-wise API over one user's clicks, with the session rules of

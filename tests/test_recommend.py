@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from hiertcn.inference import StreamModel
-from stream.recommend import Incoming, Policy, UserState, idle_sessions, process_batch
+from stream.recommend import Incoming, Policy, UserState, idle_sessions, is_expired, \
+    process_batch
 from tests.streamkit import tiny_stream_model
 
 
@@ -20,6 +21,8 @@ class Store(dict):
     def run(self, sm, events, policy=Policy(top_k=5)):
         result = process_batch(sm, events, self.get, policy)
         self.update(result.states)
+        for user in result.expired:
+            del self[user]
         return result
 
 
@@ -128,3 +131,40 @@ def test_state_rows_round_trip(sm):
     store.run(sm, clicks("u", ["i1", "i2"]))
     st = store["u"]
     assert UserState.from_rows(st.gru, st.window, st.meta_bytes()) == st
+
+
+def expire(user, offset, applied_offset=None, ts=0.0):
+    return Incoming(user, None, ts, "expire", None, 0, offset, applied_offset=applied_offset)
+
+
+def test_applied_counts_each_event_once_and_last_seen_survives_the_session(sm):
+    store = Store()
+    events = clicks("u", ["i1", "nope", "i2"]) + [Incoming("u", None, 30.0, "session_end",
+                                                         None, 0, 3)]
+    store.run(sm, events)
+    store.run(sm, events)  # all redelivered
+    assert store["u"].applied == 4 and store["u"].offset == 3
+    assert store["u"].last_ts is None and store["u"].last_seen == 30.0
+    assert is_expired(store["u"], watermark=30.0 + 101, ttl_s=100)
+    assert not is_expired(store["u"], watermark=30.0 + 100, ttl_s=100)
+
+
+def test_ttl_expire_deletes_the_state_unless_the_user_moved_on(sm):
+    store = Store()
+    store.run(sm, clicks("u", ["i1", "i2"]))  # offsets 0, 1
+    stale = store.run(sm, clicks("u", ["i3"], offset0=2) + [expire("u", 3, applied_offset=1)])
+    assert stale.counts["stale_expires"] == 1 and not stale.expired and "u" in store
+    gone = store.run(sm, [expire("u", 4, applied_offset=3)])
+    assert gone.expired == {"u"} and "u" not in store and gone.outputs == []
+    # an expire redelivered after the deletion finds nothing and writes nothing
+    again = store.run(sm, [expire("u", 4, applied_offset=3)])
+    assert not again.expired and not again.states and "u" not in store
+
+
+def test_click_after_expire_in_one_batch_starts_fresh(sm):
+    store = Store()
+    store.run(sm, clicks("u", ["i1", "i2"]))
+    result = store.run(sm, [expire("u", 2), *clicks("u", ["i5"], offset0=3)])
+    assert not result.expired and store["u"].applied == 1 and store["u"].offset == 3
+    np.testing.assert_allclose(result.embeddings[0], reference_embeddings(sm, [[5]])[0],
+                               atol=1e-5)

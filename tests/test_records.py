@@ -49,6 +49,14 @@ def test_session_end_needs_no_item():
     assert click.event == "session_end" and click.item_id is None
 
 
+def test_expire_names_the_offset_it_expires_or_forgets_now():
+    sweep = decode_click(b"42", dumps(event="expire", item_id=..., applied_offset=17))
+    assert sweep.event == "expire" and sweep.item_id is None and sweep.applied_offset == 17
+    assert decode_click(b"42", dumps(event="expire", item_id=...)).applied_offset is None
+    assert reason(b"42", dumps(event="expire", applied_offset="17")) == "wrong_type:applied_offset"
+    assert reason(b"42", dumps(event="expire", applied_offset=-1)) == "wrong_type:applied_offset"
+
+
 def test_no_key_is_accepted_and_event_id_is_optional():
     assert decode_click(None, dumps(event_id=...)).event_id is None
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import shutil
 import signal
+import time
 from collections import defaultdict
 
 import numpy as np
 import orjson
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from hiertcn.inference import StreamModel
 from stream.cli import DLQ_TOPIC_CONFIG
@@ -19,7 +21,7 @@ from stream.config import StreamConfig
 from stream.localkafka import create_topics
 from stream.replay import load_events, replay
 from tests.streamkit import MOVIELENS, Topics, WorkerProcess, consume, make_export, \
-    offline_embeddings
+    offline_embeddings, read_topic
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 2
@@ -40,9 +42,9 @@ def setup(kafka_bootstrap, unique_name, tmp_path, export_dir):
                                    "clicks_topic": topics.clicks, "partitions": PARTITIONS})
     workers = []
 
-    def start(name="w1", datadir=None, app_id=unique_name("app")):
+    def start(name="w1", datadir=None, app_id=unique_name("app"), extra=()):
         w = WorkerProcess(kafka_bootstrap, topics, app_id, export_dir,
-                          datadir or tmp_path / name, PARTITIONS)
+                          datadir or tmp_path / name, PARTITIONS, extra)
         workers.append(w)
         w.wait_ready()
         return w
@@ -183,3 +185,40 @@ def metric_sum(text: str, name: str) -> float:
     """Sum of a Prometheus counter over its labels, from /metrics text."""
     return sum(float(line.split()[-1]) for line in text.splitlines()
                if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+
+def test_ttl_expires_silent_users_with_tombstones_in_compacted_changelogs(setup):
+    bootstrap, topics, config, start, model = setup
+    ttl = 3600
+    w = start(extra=["--state-ttl-s", str(ttl), "--sweep-interval-s", "1"])
+    app_id = w.proc.args[w.proc.args.index("--app-id") + 1]
+    # the partitioner of Java clients and of the worker's own sweep: one partition per user
+    p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+    # "new" clicks 10 TTLs later: the event-time clock passes the TTL of "old"
+    for user, item, ts in [("old", 0, 1000), ("old", 1, 1010), ("new", 2, 1000 + 10 * ttl)]:
+        p.produce(topics.clicks, key=user.encode(), value=orjson.dumps(
+            {"user_id": user, "item_id": model.item_ids[item], "ts": ts}))
+    p.flush(30)
+    assert len(consume(bootstrap, topics.recommendations, 3, timeout=60)) == 3
+    expired = 'hiertcn_event_outcomes_total{kind="expired"} 1.0'
+    assert wait_for(lambda: expired in w.metrics(), 30), "the sweep expires 'old'"
+    for table in ("session_meta", "gru_state", "tcn_window"):
+        def last(key):  # the table's latest value of key, as its changelog says
+            return [v for k, v in read_topic(bootstrap, f"{app_id}-{table}-changelog")
+                    if k == key][-1:]  # keys are JSON
+        assert wait_for(lambda: last(b'"old"') == [None], 10), f"{table}: 'old' is a tombstone"
+        assert last(b'"new"')[0] is not None
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource("topic", f"{app_id}-session_meta-changelog")
+    described = admin.describe_configs([resource])[resource].result()
+    assert described["cleanup.policy"].value == "compact"
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return predicate()
