@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench reliability clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m hiertcn bench
+
+# the six fault scenarios at full size (about 20 minutes): benchmarks/results/reliability.json
+reliability: $(STAMP)
+	$(PY) -m benchmarks.reliability
 
 clean:
 	rm -rf .cache runs artifacts .kafka
