@@ -18,8 +18,9 @@ Policies:
   still answered from the current state, and counted; a click on the item clicked
   just before is answered but not fed (training drops consecutive repeats);
 - model version: a state written by another model version is reset, and counted;
-- redelivery: every state records the offset of the last event applied to it; an
-  event at or below it is answered again from the stored state but not re-applied,
+- redelivery: every state records the partition and offset of the last event applied
+  to it; an event of that partition at or below the offset is answered again from the
+  stored state but not re-applied,
   so state is exactly-once and output at-least-once;
 - expiry: an `expire` event resets the user to a fresh state and, unless a later event
   of the batch revives it, the caller deletes the user's rows (`BatchResult.expired`).
@@ -68,7 +69,8 @@ class UserState:
     last_ts: float | None = None  # latest event time in the current session
     length: int = 0  # events fed in the current session
     clicked: list[int] = field(default_factory=list)  # item indices in the session
-    offset: int = -1  # offset of the last event applied (partition is the key's)
+    offset: int = -1  # offset of the last event applied, in `partition`
+    partition: int = -1  # of that event (-1: a state from before partitions were kept)
     applied: int = 0  # events applied since the state was created: proves exactly-once
     last_seen: float | None = None  # latest event time of any session: the TTL clock
 
@@ -77,6 +79,7 @@ class UserState:
                              "sessions_rolled": self.sessions_rolled,
                              "last_ts": self.last_ts, "length": self.length,
                              "clicked": self.clicked, "offset": self.offset,
+                             "partition": self.partition,
                              "applied": self.applied, "last_seen": self.last_seen})
 
     @classmethod
@@ -183,14 +186,14 @@ def _apply_round(model, batch, row, events, states, policy, counts, expired) -> 
     to_roll, to_step = [], []
     for ev in events:
         st = states[ev.user_id]
-        if ev.offset <= st.offset:
+        if _seen(st, ev):
             counts["redelivered"] += 1
             continue
         if ev.event == "expire":
             _expire(model, batch, row, states, ev, counts, expired)
             continue
         expired.discard(ev.user_id)  # an event after an expire in the batch revives it
-        st.offset = ev.offset
+        st.offset, st.partition = ev.offset, ev.partition
         st.applied += 1
         st.last_seen = ev.ts if st.last_seen is None else max(st.last_seen, ev.ts)
         item = model.index_of.get(ev.item_id) if ev.event == "click" else None
@@ -214,6 +217,13 @@ def _apply_round(model, batch, row, events, states, policy, counts, expired) -> 
     _step(batch, [(row[u], item) for u, item in to_step], [states[u] for u, _ in to_step])
 
 
+def _seen(st: UserState, ev: Incoming) -> bool:
+    """Applied already: at or below the recorded offset of the same partition. An offset
+    of another partition (the user was re-keyed, or the topic re-partitioned) says
+    nothing about this one."""
+    return st.partition in (ev.partition, -1) and ev.offset <= st.offset
+
+
 def _expire(model, batch, row, states, ev, counts, expired) -> None:
     st = states[ev.user_id]
     if st.applied == 0:  # nothing to expire (e.g. an expire redelivered after the
@@ -221,12 +231,13 @@ def _expire(model, batch, row, states, ev, counts, expired) -> None:
         return
     if ev.applied_offset is not None and ev.applied_offset != st.offset:
         counts["stale_expires"] += 1  # the user was active after the sweep looked
-        st.offset = ev.offset
+        st.offset, st.partition = ev.offset, ev.partition
         st.applied += 1
         return
     counts["expired"] += 1
     fresh = _fresh(model)
-    fresh.offset = ev.offset  # a redelivered event from before the expiry stays skipped
+    # a redelivered event from before the expiry stays skipped
+    fresh.offset, fresh.partition = ev.offset, ev.partition
     states[ev.user_id] = fresh
     batch.reset([row[ev.user_id]])
     expired.add(ev.user_id)

@@ -168,3 +168,14 @@ def test_click_after_expire_in_one_batch_starts_fresh(sm):
     assert not result.expired and store["u"].applied == 1 and store["u"].offset == 3
     np.testing.assert_allclose(result.embeddings[0], reference_embeddings(sm, [[5]])[0],
                                atol=1e-5)
+
+
+def test_an_offset_of_another_partition_is_no_redelivery(sm):
+    store = Store()
+    store.run(sm, clicks("u", ["i1", "i2"], offset0=50))  # partition 0, offsets 50, 51
+    moved = Incoming("u", "i3", 100.0, "click", "moved", 1, 7)  # re-keyed: partition 1
+    result = store.run(sm, [moved])
+    assert result.counts["redelivered"] == 0 and store["u"].length == 3
+    assert (store["u"].partition, store["u"].offset) == (1, 7)
+    again = store.run(sm, [moved])
+    assert again.counts["redelivered"] == 1 and store["u"].applied == 3
