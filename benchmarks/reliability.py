@@ -169,11 +169,12 @@ class Answers(threading.Thread):
     def __init__(self, bootstrap: str, topic: str):
         super().__init__(daemon=True)
         from confluent_kafka import Consumer
+        from confluent_kafka import TopicPartition
         self.consumer = Consumer({"bootstrap.servers": bootstrap,
                                   "group.id": f"reliability-{topic}-{time.time_ns()}",
-                                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                                  "fetch.wait.max.ms": 20})
-        self.consumer.subscribe([topic])
+                                  "enable.auto.commit": False, "fetch.wait.max.ms": 20})
+        # assigned, not subscribed: no group rebalance can make the reader read twice
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
         self.arrivals: list[float] = []
         self.produced_ms: list[int] = []  # Kafka timestamps, set by the producing worker
         self.event_ids: list[str | None] = []
@@ -367,8 +368,21 @@ def mismatches(got: dict, want: dict) -> int:
                 same = x.shape == y.shape and np.allclose(x, y, atol=1e-5)
             if not same:
                 bad += 1
+                if bad <= 3:
+                    log(f"  user {user}: {table} differs: {_difference(table, a, b)}")
                 break
     return bad
+
+
+def _difference(table: str, a: bytes | None, b: bytes | None) -> str:
+    if a is None or b is None:
+        return f"present {a is not None} / {b is not None}"
+    if table == "session_meta":
+        x, y = orjson.loads(a), orjson.loads(b)
+        return ", ".join(f"{k}: {x.get(k)} vs {y.get(k)}" for k in sorted(set(x) | set(y))
+                         if x.get(k) != y.get(k) and k != "clicked")
+    x, y = np.frombuffer(a, np.float32), np.frombuffer(b, np.float32)
+    return f"max |diff| {np.abs(x - y).max() if x.shape == y.shape else 'shape'}"
 
 
 def applied_counts(state: dict, events: list[dict]) -> dict:
