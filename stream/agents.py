@@ -125,8 +125,8 @@ def register(worker) -> None:
 
 
 async def changelogs_known(app, config, tables, timeout: float = 60.0) -> None:
-    """Wait until the consumer's metadata gives every changelog as many partitions as
-    the clicks topic. Faust checks this at a table's first write, from that metadata;
+    """Wait while the consumer's metadata shows a changelog with 0 partitions. Faust
+    checks that changelogs have as many partitions as the clicks topic at a table's first write, from that metadata;
     on a fresh cluster a just-created changelog can show 0 partitions there for a moment,
     and the failed check crashed the agent in the middle of its first batch (seen in
     tests/test_reliability.py). A real mismatch is left to Faust's own error."""
@@ -136,11 +136,12 @@ async def changelogs_known(app, config, tables, timeout: float = 60.0) -> None:
         want = consumer.topic_partitions(config.clicks_topic)
         have = {t.changelog_topic_name: consumer.topic_partitions(t.changelog_topic_name)
                 for t in tables.values()}
-        if want and all(n in (want, None) for n in have.values()):
+        # None: not in this member's snapshot (only the group leader has the whole
+        # group's), which Faust's check lets pass; only a 0 is the transient state
+        if not want or 0 not in have.values():
             return
         await asyncio.sleep(0.2)
-    log.warning("changelog partitions %s differ from %s's %s after %.0fs", have,
-                config.clicks_topic, want, timeout)
+    log.warning("changelogs still show 0 partitions after %.0fs: %s", timeout, have)
 
 
 def sweep_event(user_id: str, st: UserState) -> bytes:

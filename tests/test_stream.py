@@ -42,7 +42,10 @@ def setup(kafka_bootstrap, unique_name, tmp_path, export_dir):
                                    "clicks_topic": topics.clicks, "partitions": PARTITIONS})
     workers = []
 
-    def start(name="w1", datadir=None, app_id=unique_name("app"), extra=()):
+    # the idle sweep off (it runs on a wall-clock timer and would add session ends and
+    # expiries to the topic at times of its own); the TTL test turns it on
+    def start(name="w1", datadir=None, app_id=unique_name("app"),
+              extra=("--sweep-interval-s", "86400")):
         w = WorkerProcess(kafka_bootstrap, topics, app_id, export_dir,
                           datadir or tmp_path / name, PARTITIONS, extra)
         workers.append(w)
