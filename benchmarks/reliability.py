@@ -359,12 +359,12 @@ def local_state(datadir: Path) -> dict[str, dict[str, bytes]]:
     return out
 
 
-def mismatches(got: dict, want: dict) -> int:
-    """Users whose rows differ: meta exactly, the float32 blobs to 1e-5 (batches of
-    other sizes may round differently)."""
+def mismatches(got: dict, want: dict) -> list[str]:
+    """Users whose rows differ, one line each: meta exactly, the float32 blobs to 1e-5
+    (batches of other sizes may round differently)."""
     users = set(got.get("session_meta", {})) | set(want.get("session_meta", {}))
-    bad = 0
-    for user in users:
+    bad = []
+    for user in sorted(users):
         for table in ("session_meta", "gru_state", "tcn_window"):
             a, b = got.get(table, {}).get(user), want.get(table, {}).get(user)
             if a is None or b is None:
@@ -375,9 +375,9 @@ def mismatches(got: dict, want: dict) -> int:
                 x, y = np.frombuffer(a, np.float32), np.frombuffer(b, np.float32)
                 same = x.shape == y.shape and np.allclose(x, y, atol=1e-5)
             if not same:
-                bad += 1
-                if bad <= 3:
-                    log(f"  user {user}: {table} differs: {_difference(table, a, b)}")
+                bad.append(f"user {user}: {table} differs: {_difference(table, a, b)}")
+                if len(bad) <= 3:
+                    log("  " + bad[-1])
                 break
     return bad
 
@@ -420,6 +420,17 @@ def reference_state(lab: Lab, n_events: int, timeout: float) -> dict:
     return table_state(lab.bootstrap, app_id)
 
 
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    """Events of `topic` the consumer group has committed, all partitions together."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "logger": QUIET})
+    try:
+        tps = c.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in tps)
+    finally:
+        c.close()
+
+
 def _counter(w: WorkerProcess, name: str) -> float:
     try:
         text = w.metrics()
@@ -438,8 +449,15 @@ def outcome(lab: Lab, events: list[dict], state: dict, reference: dict | None) -
            "duplicate_outputs": len(lab.answers.event_ids) - len(answered & want),
            **applied_counts(state, events), "users": len(state["session_meta"])}
     if reference is not None:
-        out["state_mismatches"] = mismatches(state, reference)
+        differ = mismatches(state, reference)
+        out["state_mismatches"] = len(differ)
+        if differ:
+            out["mismatch_examples"] = differ[:3]
+        ref = applied_counts(reference, events)  # a faulty yardstick is no finding
+        out["reference_ok"] = ref == {"applied_twice": 0, "state_lost": 0}
     out["peak_rss_mb"] = lab.rss.peak_mb()
+    out["worker_errors"] = sum(len(re.findall(r"crashed|Traceback", w.log.read_text(errors="replace")))
+                               for w in lab.workers if w.log.exists())
     return out
 
 
@@ -457,13 +475,20 @@ def kill9(lab: Lab, sizes: Sizes, seed: int = 0) -> dict:
     points = sorted(rng.uniform(0.1, 0.9) for _ in range(sizes.kills))
     w = lab.worker()
     lab.send(events)
-    recoveries = []
+    recoveries, redo = [], []  # redo: answered but not committed at the kill
     for f in points:
+        deadline = time.monotonic() + _timeout(len(events))
         while len(lab.answers.answered()) < f * len(events):
+            if w.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{len(lab.answers.answered())} of {len(events)} answered "
+                                   f"before the kill at {f:.0%}; worker log:\n{w.tail()}")
             time.sleep(0.05)
         w.stop(signal.SIGKILL)
         killed = time.time()
-        log(f"  kill -9 at {len(lab.answers.answered())}/{len(events)} answered")
+        at = len(lab.answers.answered())
+        done = committed(lab.bootstrap, lab.app_id, lab.topics.clicks)
+        log(f"  kill -9 at {at}/{len(events)} answered, {done} committed")
+        redo.append(max(at - done, 0))
         w = lab.worker(wait=False)
         first = None
         while first is None and time.time() - killed < 120:
@@ -478,7 +503,7 @@ def kill9(lab: Lab, sizes: Sizes, seed: int = 0) -> dict:
     reference = reference_state(lab, len(events), _timeout(len(events)))
     out = outcome(lab, events, table_state(lab.bootstrap, lab.app_id), reference)
     out.update(recovery_s=max(recoveries), recoveries_s=recoveries, kills=len(points),
-               kill_points=[round(p, 3) for p in points])
+               uncommitted_at_kill=redo, kill_points=[round(p, 3) for p in points])
     return out
 
 
@@ -501,13 +526,14 @@ def rocksdb_wipe(lab: Lab, sizes: Sizes) -> dict:
     wiped_s = time.monotonic() - t0
     w.stop()
     after = local_state(lab.work / "w1")
+    differ = mismatches(after, before)
     records = sum(len(read_topic(lab.bootstrap, f"{lab.app_id}-{t}-changelog", timeout=120))
                   for t in before)
     out = outcome(lab, events, table_state(lab.bootstrap, lab.app_id), None)
     out.update(recovery_s=round(wiped_s, 2), restart_intact_s=round(intact_s, 2),
                recovery_vs_intact_restart=round(wiped_s / intact_s, 2),
                changelog_records=records, keys_restored=sum(map(len, after.values())),
-               state_mismatches=mismatches(after, before),
+               state_mismatches=len(differ), mismatch_examples=differ[:3],
                users_before=len(before.get("session_meta", {})),
                users_after=len(after.get("session_meta", {})))
     return out

@@ -35,7 +35,9 @@ def report(name: str, figures: dict) -> dict:
 def nothing_lost_nor_doubled(r: dict) -> None:
     assert r["lost"] == 0, f"{r['lost']} clicks never got a recommendation"
     assert r["applied_twice"] == 0 and r["state_lost"] == 0, r
-    assert r.get("state_mismatches", 0) == 0, f"{r['state_mismatches']} users' state differs"
+    assert r.get("reference_ok", True), f"the uninterrupted reference run itself was off: {r}"
+    assert r.get("state_mismatches", 0) == 0, (
+        f"{r['state_mismatches']} users' state differs: {r.get('mismatch_examples')}; {r}")
 
 
 def test_kill9_three_times_loses_nothing_and_applies_nothing_twice(lab):
