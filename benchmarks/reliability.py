@@ -319,6 +319,8 @@ class Lab:
             time.sleep(0.2)
         missing = len(want - self.answers.answered())
         log(f"  {missing} clicks still unanswered after {timeout:.0f}s")
+        for w in alive:  # what a stalled worker waits on, for the record
+            log(f"  worker {w.port} log:\n{w.tail(40)}\nstacks:\n{w.stacks()}")
         return time.monotonic() - t0
 
     def close(self) -> None:
@@ -481,7 +483,8 @@ def kill9(lab: Lab, sizes: Sizes, seed: int = 0) -> dict:
         while len(lab.answers.answered()) < f * len(events):
             if w.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{len(lab.answers.answered())} of {len(events)} answered "
-                                   f"before the kill at {f:.0%}; worker log:\n{w.tail()}")
+                                   f"before the kill at {f:.0%}; worker log:\n{w.tail(80)}\n"
+                                   f"stacks:\n{w.stacks()}")
             time.sleep(0.05)
         w.stop(signal.SIGKILL)
         killed = time.time()

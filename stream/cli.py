@@ -11,8 +11,10 @@ override defaults; `replay` and `tail` are `python -m stream.replay` / `stream.t
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
+import signal
 import sys
 from dataclasses import fields
 
@@ -70,6 +72,9 @@ def cmd_worker(args) -> None:
     for name, value in given(args).items():
         os.environ[ENV[name]] = str(value)
     from stream.app import app
+    # `kill -QUIT <pid>` writes every thread's Python stack to the log, even with the
+    # event loop blocked; `kill -USR1` (Faust's) also lists the asyncio tasks
+    faulthandler.register(signal.SIGQUIT, all_threads=True)
     sys.argv = [sys.argv[0], "worker", "-l", args.loglevel,
                 "--web-host", config.web_host, "--web-port", str(config.web_port)]
     app.main()

@@ -4,6 +4,7 @@ worker processes on the real local broker, consumers, and the offline reference.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -115,6 +116,22 @@ class WorkerProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+    def stacks(self, wait=3.0) -> str:
+        """A live worker's thread stacks and asyncio tasks, from its log: what a stall
+        is waiting on."""
+        if self.proc.poll() is not None:
+            return f"(worker exited {self.proc.returncode})"
+        start = self.log.stat().st_size
+        self.proc.send_signal(signal.SIGQUIT)  # faulthandler: threads, even if the loop hangs
+        self.proc.send_signal(signal.SIGUSR1)  # mode: the event loop's tasks
+        time.sleep(wait)
+        with open(self.log, "rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+        # mode prints each frame's locals too: the frames alone say where it waits
+        return "\n".join(line for line in text.splitlines()
+                         if not re.match(r"\s{4}\w+ = ", line))[:30000]
 
     def tail(self, n=40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
