@@ -30,6 +30,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from stream import stamps
 from tests.streamkit import MOVIELENS, Topics, WorkerProcess, make_export, read_topic
 
 # the harness's own clients retry through the broker outage by design: their
@@ -53,6 +56,7 @@ SCENARIOS = ("kill9", "rocksdb_wipe", "broker_restart", "scale_1_2_1", "poison",
 # and an uninterrupted one apply the same events and can be compared state for state
 # (tests/test_stream.py covers both).
 NO_SWEEP = ["--sweep-interval-s", "86400", "--state-ttl-s", "1e12"]
+STALL_S = 15.0  # the workers' /health fails after this long with clicks waiting
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,8 @@ class Lab:
     export_dir: Path
     name: str
     workers: list = field(default_factory=list)
+    stall_restarts: int = 0
+    health_asked: float = 0.0
 
     def __post_init__(self):
         from stream.cli import DLQ_TOPIC_CONFIG
@@ -294,34 +300,57 @@ class Lab:
     def worker(self, datadir: str = "w1", app_id: str | None = None,
                topics: Topics | None = None, wait: bool = True) -> WorkerProcess:
         w = WorkerProcess(self.bootstrap, topics or self.topics, app_id or self.app_id,
-                          self.export_dir, self.work / datadir, PARTITIONS, NO_SWEEP)
+                          self.export_dir, self.work / datadir, PARTITIONS,
+                          [*NO_SWEEP, "--stall-s", str(STALL_S)])
         self.workers.append(w)
         if wait:
             w.wait_ready(120)
         return w
+
+    def heal(self, w: WorkerProcess) -> WorkerProcess:
+        """What the liveness probe does on Kubernetes: a worker whose /health says it
+        stalled is stopped and started again on its store. Asks at most every 2 s."""
+        if time.monotonic() - self.health_asked < 2.0:
+            return w
+        self.health_asked = time.monotonic()
+        try:
+            with urllib.request.urlopen(w.url("/health/"), timeout=3):
+                return w
+        except urllib.error.HTTPError as e:
+            if e.code != 503:
+                return w
+            log(f"  worker {w.port} stalled: {e.read().decode()}; restarting it\n"
+                f"{w.stacks()[:6000]}")
+        except OSError:
+            return w
+        self.stall_restarts += 1
+        w.stop()
+        return self.worker(w.datadir.name, wait=False)
 
     def send(self, events: list[dict], rate=None) -> Sender:
         sender = Sender(self.bootstrap, self.topics.clicks, events, rate)
         sender.start()
         return sender
 
-    def wait_answered(self, events: list[dict], timeout: float, alive=()) -> float:
-        """Until every click has a recommendation; returns the seconds it took.
-        Raises if a worker that must stay up exits."""
+    def wait_answered(self, events: list[dict], timeout: float, alive=(),
+                      quiet: bool = False) -> bool:
+        """Until every click has a recommendation (True) or the timeout (False).
+        Raises if a worker that must stay up exits; `quiet`: a timeout is expected."""
         want = {e["event_id"] for e in events if e["event_id"]}
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             if want <= self.answers.answered():
-                return time.monotonic() - t0
+                return True
             for w in alive:
                 if w.proc.poll() is not None:
                     raise RuntimeError(f"worker exited {w.proc.returncode}:\n{w.tail()}")
             time.sleep(0.2)
-        missing = len(want - self.answers.answered())
-        log(f"  {missing} clicks still unanswered after {timeout:.0f}s")
-        for w in alive:  # what a stalled worker waits on, for the record
-            log(f"  worker {w.port} log:\n{w.tail(40)}\nstacks:\n{w.stacks()}")
-        return time.monotonic() - t0
+        if not quiet:
+            missing = len(want - self.answers.answered())
+            log(f"  {missing} clicks still unanswered after {timeout:.0f}s")
+            for w in alive:  # what a stalled worker waits on, for the record
+                log(f"  worker {w.port} log:\n{w.tail(40)}\nstacks:\n{w.stacks()}")
+        return False
 
     def close(self) -> None:
         for w in self.workers:
@@ -361,6 +390,17 @@ def local_state(datadir: Path) -> dict[str, dict[str, bytes]]:
     return out
 
 
+def torn(state: dict) -> int:
+    """Users whose three rows carry different stamps (stream/stamps.py)."""
+    rows = [state.get(t, {}) for t in ("session_meta", "gru_state", "tcn_window")]
+    return sum(1 for user in rows[0]
+               if not stamps.whole(*(stamps.split(r[user])[0] for r in rows if user in r)))
+
+
+def _payload(value: bytes | None) -> bytes | None:
+    return None if value is None else stamps.split(value)[1]
+
+
 def mismatches(got: dict, want: dict) -> list[str]:
     """Users whose rows differ, one line each: meta exactly, the float32 blobs to 1e-5
     (batches of other sizes may round differently)."""
@@ -368,7 +408,7 @@ def mismatches(got: dict, want: dict) -> list[str]:
     bad = []
     for user in sorted(users):
         for table in ("session_meta", "gru_state", "tcn_window"):
-            a, b = got.get(table, {}).get(user), want.get(table, {}).get(user)
+            a, b = (_payload(side.get(table, {}).get(user)) for side in (got, want))
             if a is None or b is None:
                 same = a is b
             elif table == "session_meta":
@@ -401,7 +441,7 @@ def applied_counts(state: dict, events: list[dict]) -> dict:
     twice = lost = 0
     for user, n in sent.items():
         meta = state["session_meta"].get(user)
-        applied = orjson.loads(meta)["applied"] if meta else 0
+        applied = orjson.loads(_payload(meta))["applied"] if meta else 0
         twice += max(0, applied - n)
         lost += max(0, n - applied)
     return {"applied_twice": twice, "state_lost": lost}
@@ -449,7 +489,8 @@ def outcome(lab: Lab, events: list[dict], state: dict, reference: dict | None) -
     out = {"sent": len(events), "recommended": len(lab.answers.event_ids),
            "lost": len(want - answered),
            "duplicate_outputs": len(lab.answers.event_ids) - len(answered & want),
-           **applied_counts(state, events), "users": len(state["session_meta"])}
+           **applied_counts(state, events), "users": len(state["session_meta"]),
+           "torn_states": torn(state)}
     if reference is not None:
         differ = mismatches(state, reference)
         out["state_mismatches"] = len(differ)
@@ -481,6 +522,7 @@ def kill9(lab: Lab, sizes: Sizes, seed: int = 0) -> dict:
     for f in points:
         deadline = time.monotonic() + _timeout(len(events))
         while len(lab.answers.answered()) < f * len(events):
+            w = lab.heal(w)
             if w.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{len(lab.answers.answered())} of {len(events)} answered "
                                    f"before the kill at {f:.0%}; worker log:\n{w.tail(80)}\n"
@@ -500,13 +542,18 @@ def kill9(lab: Lab, sizes: Sizes, seed: int = 0) -> dict:
                 raise RuntimeError(f"restarted worker exited:\n{w.tail()}")
             time.sleep(0.05)
         recoveries.append(round((first or time.time()) - killed, 2))
-    lab.wait_answered(events, _timeout(len(events)), alive=[w])
+    deadline = time.monotonic() + _timeout(len(events))
+    while not lab.wait_answered(events, STALL_S * 2, alive=[w], quiet=True):
+        w = lab.heal(w)
+        if time.monotonic() > deadline:
+            break
     time.sleep(1.5)
     w.stop()
     reference = reference_state(lab, len(events), _timeout(len(events)))
     out = outcome(lab, events, table_state(lab.bootstrap, lab.app_id), reference)
     out.update(recovery_s=max(recoveries), recoveries_s=recoveries, kills=len(points),
-               uncommitted_at_kill=redo, kill_points=[round(p, 3) for p in points])
+               uncommitted_at_kill=redo, stall_restarts=lab.stall_restarts,
+               kill_points=[round(p, 3) for p in points])
     return out
 
 

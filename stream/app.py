@@ -2,7 +2,8 @@
 one StreamConfig. `faust -A stream.app worker` (the Procfile) imports `app` from here;
 building it does no I/O: the model export is loaded when the worker starts.
 
-Tables (key = user id, values are raw bytes, never JSON lists of floats):
+Tables (key = user id, values are raw bytes, never JSON lists of floats; each value
+starts with the stamp of its state, stream/stamps.py):
 - `tcn_window`: the current session's cached TCN layer inputs, session sums and the
   latest embedding (float32);
 - `gru_state`: the long-term state h (float32);
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import faust
 
 from stream.config import DLQ_MAX_BYTES, StreamConfig
+from stream.stamps import StampedTable
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +71,10 @@ def create_app(config: StreamConfig) -> Worker:
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, partitions=config.partitions)
 
-    tables = {name: app.Table(name, key_type=str, value_type=bytes, partitions=config.partitions,
-                              options=rocksdb_options())
-              for name in TABLES}
+    # app.Table with our class (Faust's App.Table always builds conf.Table)
+    tables = {name: app.tables.add(StampedTable(
+        app, name=name, beacon=app.tables.beacon, key_type=str, value_type=bytes,
+        partitions=config.partitions, options=rocksdb_options())) for name in TABLES}
     worker = Worker(app, config, topic(config.clicks_topic),
                     topic(config.recommendations_topic), topic(config.embeddings_topic),
                     topic(config.dlq_topic), tables)

@@ -42,6 +42,8 @@ class StreamConfig:
     sweep_interval_s: float = 60.0  # how often the timer closes idle sessions and expires
     state_ttl_s: float = 30 * 86400.0  # event-time silence (s) after which a user's state
     #                                    is deleted (tombstones in the compacted changelog)
+    stall_s: float = 120.0  # /health fails when clicks wait and no batch ran this long:
+    #                         the liveness probe restarts a worker whose consumer hung
     exclude_clicked: bool = True  # do not recommend items already clicked this session
     max_event_bytes: int = 65536  # larger input events go to the DLQ undecoded
     threads: int = 1  # torch/faiss threads per worker: scale out with workers (5x faster
@@ -176,6 +178,7 @@ ENV = {
     "batch_within_s": "HIERTCN_BATCH_WITHIN_S",
     "sweep_interval_s": "HIERTCN_SWEEP_INTERVAL_S",
     "state_ttl_s": "HIERTCN_STATE_TTL_S",
+    "stall_s": "HIERTCN_STALL_S",
     "exclude_clicked": "HIERTCN_EXCLUDE_CLICKED",
     "max_event_bytes": "HIERTCN_MAX_EVENT_BYTES",
     "threads": "HIERTCN_THREADS",
@@ -292,7 +295,7 @@ _PARSERS: dict[str, Callable] = {
     "max_event_bytes": _positive(int), "threads": _positive(int),
     "session_gap_s": _positive(float), "batch_within_s": _positive(float),
     "sweep_interval_s": _positive(float), "state_ttl_s": _positive(float),
-    "exclude_clicked": _bool,
+    "stall_s": _positive(float), "exclude_clicked": _bool,
     "export_dir": lambda v: Path(_nonempty(v)), "datadir": lambda v: Path(_nonempty(v)),
     "web_port": _port,
     "security_protocol": _choice(SECURITY_PROTOCOLS),

@@ -78,7 +78,8 @@ class WorkerProcess:
     def __init__(self, bootstrap, topics: Topics, app_id, export_dir, datadir, partitions=2,
                  extra=()):
         self.port = free_port()
-        self.log = Path(datadir).with_suffix(f".{self.port}.log")
+        self.datadir = Path(datadir)
+        self.log = self.datadir.with_suffix(f".{self.port}.log")
         cmd = [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers", bootstrap,
                "--app-id", app_id, "--partitions", str(partitions), "--export-dir",
                str(export_dir), "--datadir", str(datadir), "--web-port", str(self.port),
@@ -129,6 +130,7 @@ class WorkerProcess:
         with open(self.log, "rb") as f:
             f.seek(start)
             text = f.read().decode(errors="replace")
+        self.log.with_suffix(".stacks.txt").write_text(text)  # whole, for the record
         # mode prints each frame's locals too: the frames alone say where it waits
         return "\n".join(line for line in text.splitlines()
                          if not re.match(r"\s{4}\w+ = ", line))[:30000]
