@@ -70,8 +70,8 @@ def register(worker) -> None:
             stamps.split(meta), stamps.split(tables["gru_state"][user_id]),
             stamps.split(tables["tcn_window"][user_id]))
         if not stamps.whole(meta_stamp, gru_stamp, window_stamp):
-            # left by a changelog that lost its tail in a crash, rebuilt on a store that
-            # never held the newer rows: counted, and served as it is
+            # a crash lost the tail of one changelog and recovery carried that row back
+            # (stream/stamps.py): counted, and served as it is
             metrics.TORN_STATES.inc()
             log.warning("user %s: torn state, rows of events %s / %s / %s (meta/gru/window)",
                         user_id, meta_stamp, gru_stamp, window_stamp)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import faust
 
 from stream.config import DLQ_MAX_BYTES, StreamConfig
-from stream.stamps import StampedTable
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +70,9 @@ def create_app(config: StreamConfig) -> Worker:
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, partitions=config.partitions)
 
-    # app.Table with our class (Faust's App.Table always builds conf.Table)
-    tables = {name: app.tables.add(StampedTable(
-        app, name=name, beacon=app.tables.beacon, key_type=str, value_type=bytes,
-        partitions=config.partitions, options=rocksdb_options())) for name in TABLES}
+    tables = {name: app.Table(name, key_type=str, value_type=bytes, partitions=config.partitions,
+                              options=rocksdb_options())
+              for name in TABLES}
     worker = Worker(app, config, topic(config.clicks_topic),
                     topic(config.recommendations_topic), topic(config.embeddings_topic),
                     topic(config.dlq_topic), tables)
