@@ -499,9 +499,13 @@ def outcome(lab: Lab, events: list[dict], state: dict, reference: dict | None) -
         ref = applied_counts(reference, events)  # a faulty yardstick is no finding
         out["reference_ok"] = ref == {"applied_twice": 0, "state_lost": 0}
     out["peak_rss_mb"] = lab.rss.peak_mb()
-    out["worker_errors"] = sum(len(re.findall(r"crashed|Traceback", w.log.read_text(errors="replace")))
-                               for w in lab.workers if w.log.exists())
+    out["worker_errors"] = sum(_errors(w) for w in lab.workers if w.log.exists())
     return out
+
+
+def _errors(w: WorkerProcess) -> int:
+    """Crash and traceback lines in a worker's log."""
+    return len(re.findall(r"crashed|Traceback", w.log.read_text(errors="replace")))
 
 
 def _timeout(n: int) -> float:
@@ -670,7 +674,7 @@ def poison(lab: Lab, sizes: Sizes, seed: int = 0) -> dict:
         time.sleep(0.2)
     dlq.close()
     alive = w.proc.poll() is None and w.proc.pid == pid
-    crashes = len(re.findall(r"crashed|Traceback", w.log.read_text(errors="replace")))
+    crashes = _errors(w)
     time.sleep(1.5)
     w.stop()
     out = outcome(lab, good, table_state(lab.bootstrap, lab.app_id), None)

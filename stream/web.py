@@ -28,21 +28,12 @@ def register_pages(worker) -> None:
 
     @app.timer(interval=5.0)
     async def report_lag():
-        consumer = app.consumer
-        for tp in consumer.assignment():
-            if tp.topic != worker.config.clicks_topic:
-                continue
-            # Faust keeps the group's committed offsets privately; they are what Kafka
-            # (and KEDA) call consumer lag, so report the same figure
-            committed = consumer._committed_offset.get(tp)
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                metrics.CONSUMER_LAG.labels(partition=str(tp.partition)).set(
-                    max(0, highwater - (committed or 0)))
+        for partition, lag in _clicks_lag(app.consumer, worker.config.clicks_topic).items():
+            metrics.CONSUMER_LAG.labels(partition=str(partition)).set(lag)
 
     @app.page("/health/")
     async def health(web, request):
-        waiting = _clicks_waiting(app.consumer, worker.config.clicks_topic)
+        waiting = sum(_clicks_lag(app.consumer, worker.config.clicks_topic).values())
         idle = time.monotonic() - worker.last_batch
         if status["assigned"] and waiting and idle > worker.config.stall_s:
             # seen after a kill -9 restart under load: the consumer stopped fetching
@@ -65,15 +56,17 @@ def register_pages(worker) -> None:
         return web.bytes(generate_latest(), content_type=media)
 
 
-def _clicks_waiting(consumer, clicks_topic: str) -> int:
-    """Clicks in the assigned partitions beyond the committed offsets."""
-    waiting = 0
+def _clicks_lag(consumer, clicks_topic: str) -> dict[int, int]:
+    """{partition: highwater - committed offset} of the assigned clicks partitions.
+    Faust keeps the group's committed offsets privately; they are what Kafka (and KEDA)
+    call consumer lag, so this is the same figure."""
+    lag = {}
     for tp in consumer.assignment():
         if tp.topic == clicks_topic:
             highwater = consumer.highwater(tp)
             if highwater is not None:
-                waiting += max(0, highwater - (consumer._committed_offset.get(tp) or 0))
-    return waiting
+                lag[tp.partition] = max(0, highwater - (consumer._committed_offset.get(tp) or 0))
+    return lag
 
 
 def _local_keys(table) -> int:

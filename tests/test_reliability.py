@@ -41,12 +41,12 @@ def nothing_lost_nor_doubled(r: dict) -> None:
         f"{r['state_mismatches']} users' state differs: {r.get('mismatch_examples')}; {r}")
 
 
-# Faust's consumer across a rebalance or a kill -9 restart, rarely and only under CPU
-# contention: once in ~8 small runs the 1 -> 2 -> 1 scenario lost a click (never
-# delivered to the agent, committed past: faust-streaming issues #216, #221, #606),
-# and a restarted worker's consumer can stop fetching (healed by /health, see
-# Lab.heal). One rerun keeps CI from flaking on it; a rerun shows as "R" in the
-# report, and the full-size benchmark does not retry.
+# Faust's consumer across a rebalance or a kill -9 restart, rarely and under CPU
+# contention: the 1 -> 2 -> 1 scenario lost a click twice (never delivered to the
+# agent, committed past: faust-streaming issues #216, #221, #606), a kill -9 can
+# tear a state (stream/stamps.py), and a restarted worker's consumer can stop
+# fetching (healed by /health, see Lab.heal). One rerun keeps CI from flaking on
+# them; a rerun shows as "R" in the report, and the full-size benchmark does not retry.
 UPSTREAM_FLAKE = pytest.mark.flaky(reruns=1)
 
 
