@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from stream import stamps
+from stream import rows
 from tests.streamkit import MOVIELENS, Topics, WorkerProcess, make_export, read_topic
 
 # the harness's own clients retry through the broker outage by design: their
@@ -359,46 +359,43 @@ class Lab:
         self.rss.close()
 
 
+PARTS = ("session_meta", "gru_state", "tcn_window")  # of a user_state row (stream/rows.py)
+
+
 def table_state(bootstrap: str, app_id: str) -> dict[str, dict[str, bytes]]:
-    """{table: {user: value}} as the compacted changelogs say (tombstones drop a key)."""
-    out = {}
-    for table in ("session_meta", "gru_state", "tcn_window"):
-        rows: dict[str, bytes] = {}
-        for key, value in read_topic(bootstrap, f"{app_id}-{table}-changelog", timeout=120):
-            user = orjson.loads(key)  # Faust writes table keys as JSON
-            if value is None:
-                rows.pop(user, None)
-            else:
-                rows[user] = value
-        out[table] = rows
-    return out
+    """{part: {user: bytes}} as the compacted changelog says (tombstones drop a key)."""
+    state: dict[str, bytes] = {}
+    for key, value in read_topic(bootstrap, f"{app_id}-user_state-changelog", timeout=120):
+        user = orjson.loads(key)  # Faust writes table keys as JSON
+        if value is None:
+            state.pop(user, None)
+        else:
+            state[user] = value
+    return _parts(state)
 
 
 def local_state(datadir: Path) -> dict[str, dict[str, bytes]]:
-    """{table: {user: value}} read from a stopped worker's own RocksDB files."""
+    """{part: {user: bytes}} read from a stopped worker's own RocksDB files."""
     from rocksdict import AccessType, Options, Rdict
-    out: dict[str, dict[str, bytes]] = {}
-    for path in sorted(datadir.rglob("*.db")):
-        table = path.name.rsplit("-", 1)[0]
+    state: dict[str, bytes] = {}
+    for path in sorted(datadir.rglob("user_state-*.db")):
         db = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
         try:
             for key, value in db.items():
                 if not key.startswith(b"__faust"):
-                    out.setdefault(table, {})[orjson.loads(key)] = value
+                    state[orjson.loads(key)] = value
         finally:
             db.close()
+    return _parts(state)
+
+
+def _parts(state: dict[str, bytes]) -> dict[str, dict[str, bytes]]:
+    out: dict[str, dict[str, bytes]] = {part: {} for part in PARTS}
+    for user, row in state.items():
+        meta, gru, window = rows.unpack(row)
+        for part, value in zip(PARTS, (meta, gru, window)):
+            out[part][user] = value
     return out
-
-
-def torn(state: dict) -> int:
-    """Users whose three rows carry different stamps (stream/stamps.py)."""
-    rows = [state.get(t, {}) for t in ("session_meta", "gru_state", "tcn_window")]
-    return sum(1 for user in rows[0]
-               if not stamps.whole(*(stamps.split(r[user])[0] for r in rows if user in r)))
-
-
-def _payload(value: bytes | None) -> bytes | None:
-    return None if value is None else stamps.split(value)[1]
 
 
 def mismatches(got: dict, want: dict) -> list[str]:
@@ -407,8 +404,8 @@ def mismatches(got: dict, want: dict) -> list[str]:
     users = set(got.get("session_meta", {})) | set(want.get("session_meta", {}))
     bad = []
     for user in sorted(users):
-        for table in ("session_meta", "gru_state", "tcn_window"):
-            a, b = (_payload(side.get(table, {}).get(user)) for side in (got, want))
+        for table in PARTS:
+            a, b = (side.get(table, {}).get(user) for side in (got, want))
             if a is None or b is None:
                 same = a is b
             elif table == "session_meta":
@@ -441,7 +438,7 @@ def applied_counts(state: dict, events: list[dict]) -> dict:
     twice = lost = 0
     for user, n in sent.items():
         meta = state["session_meta"].get(user)
-        applied = orjson.loads(_payload(meta))["applied"] if meta else 0
+        applied = orjson.loads(meta)["applied"] if meta else 0
         twice += max(0, applied - n)
         lost += max(0, n - applied)
     return {"applied_twice": twice, "state_lost": lost}
@@ -489,8 +486,7 @@ def outcome(lab: Lab, events: list[dict], state: dict, reference: dict | None) -
     out = {"sent": len(events), "recommended": len(lab.answers.event_ids),
            "lost": len(want - answered),
            "duplicate_outputs": len(lab.answers.event_ids) - len(answered & want),
-           **applied_counts(state, events), "users": len(state["session_meta"]),
-           "torn_states": torn(state)}
+           **applied_counts(state, events), "users": len(state["session_meta"])}
     if reference is not None:
         differ = mismatches(state, reference)
         out["state_mismatches"] = len(differ)
@@ -499,13 +495,14 @@ def outcome(lab: Lab, events: list[dict], state: dict, reference: dict | None) -
         ref = applied_counts(reference, events)  # a faulty yardstick is no finding
         out["reference_ok"] = ref == {"applied_twice": 0, "state_lost": 0}
     out["peak_rss_mb"] = lab.rss.peak_mb()
-    out["worker_errors"] = sum(_errors(w) for w in lab.workers if w.log.exists())
+    out["worker_errors"] = sum(_errors(w.log.read_text(errors="replace"))
+                               for w in lab.workers if w.log.exists())
     return out
 
 
-def _errors(w: WorkerProcess) -> int:
+def _errors(log_text: str) -> int:
     """Crash and traceback lines in a worker's log."""
-    return len(re.findall(r"crashed|Traceback", w.log.read_text(errors="replace")))
+    return len(re.findall(r"crashed|Traceback", log_text))
 
 
 def _timeout(n: int) -> float:
@@ -581,12 +578,11 @@ def rocksdb_wipe(lab: Lab, sizes: Sizes) -> dict:
     w.stop()
     after = local_state(lab.work / "w1")
     differ = mismatches(after, before)
-    records = sum(len(read_topic(lab.bootstrap, f"{lab.app_id}-{t}-changelog", timeout=120))
-                  for t in before)
+    records = len(read_topic(lab.bootstrap, f"{lab.app_id}-user_state-changelog", timeout=120))
     out = outcome(lab, events, table_state(lab.bootstrap, lab.app_id), None)
     out.update(recovery_s=round(wiped_s, 2), restart_intact_s=round(intact_s, 2),
                recovery_vs_intact_restart=round(wiped_s / intact_s, 2),
-               changelog_records=records, keys_restored=sum(map(len, after.values())),
+               changelog_records=records, keys_restored=len(after["session_meta"]),
                state_mismatches=len(differ), mismatch_examples=differ[:3],
                users_before=len(before.get("session_meta", {})),
                users_after=len(after.get("session_meta", {})))
@@ -674,7 +670,7 @@ def poison(lab: Lab, sizes: Sizes, seed: int = 0) -> dict:
         time.sleep(0.2)
     dlq.close()
     alive = w.proc.poll() is None and w.proc.pid == pid
-    crashes = _errors(w)
+    crashes = _errors(w.log.read_text(errors="replace"))
     time.sleep(1.5)
     w.stop()
     out = outcome(lab, good, table_state(lab.bootstrap, lab.app_id), None)

@@ -19,7 +19,7 @@ import orjson
 from faust.streams import _current_event
 
 from hiertcn.inference import StreamModel
-from stream import metrics, stamps
+from stream import metrics
 from stream.errors import BadEvent
 from stream.records import decode_click, encode_dlq, encode_embedding, encode_recommendation
 from stream.recommend import Incoming, Policy, UserState, is_expired, is_idle, process_batch
@@ -63,19 +63,8 @@ def register(worker) -> None:
     register_pages(worker)
 
     def load(user_id: str) -> UserState | None:
-        meta = tables["session_meta"].get(user_id)
-        if meta is None:
-            return None
-        (meta_stamp, meta), (gru_stamp, gru), (window_stamp, window) = (
-            stamps.split(meta), stamps.split(tables["gru_state"][user_id]),
-            stamps.split(tables["tcn_window"][user_id]))
-        if not stamps.whole(meta_stamp, gru_stamp, window_stamp):
-            # a crash lost the tail of one changelog and recovery carried that row back
-            # (stream/stamps.py): counted, and served as it is
-            metrics.TORN_STATES.inc()
-            log.warning("user %s: torn state, rows of events %s / %s / %s (meta/gru/window)",
-                        user_id, meta_stamp, gru_stamp, window_stamp)
-        return UserState.from_rows(gru, window, meta)
+        row = tables["user_state"].get(user_id)
+        return None if row is None else UserState.from_row(row)
 
     checked = []  # the changelog partitions, once
 
@@ -98,15 +87,11 @@ def register(worker) -> None:
             metrics.MODEL_SECONDS.observe(elapsed - result.top_k_s)
             metrics.BATCH_SIZE.observe(len(incoming))
             for user_id, state in result.states.items():
-                p, o = state.partition, state.offset  # the three rows' stamp
                 with _as_current(by_user[user_id]):
-                    tables["gru_state"][user_id] = stamps.stamp(p, o, state.gru)
-                    tables["tcn_window"][user_id] = stamps.stamp(p, o, state.window)
-                    tables["session_meta"][user_id] = stamps.stamp(p, o, state.meta_bytes())
+                    tables["user_state"][user_id] = state.to_row()  # one record: whole
             for user_id in result.expired:
                 with _as_current(by_user[user_id]):
-                    for table in tables.values():  # a tombstone in each changelog
-                        del table[user_id]
+                    del tables["user_state"][user_id]  # a tombstone in the changelog
             publish(worker, result)
 
     @app.timer(interval=config.sweep_interval_s)
@@ -120,8 +105,8 @@ def register(worker) -> None:
             return
         clock = max(watermark.values())
         sent = Counter()
-        for user_id, meta in tables["session_meta"].items():
-            st = UserState.from_rows(b"", b"", stamps.split(meta)[1])
+        for user_id, row in tables["user_state"].items():
+            st = UserState.from_row(row)
             if is_expired(st, clock, config.state_ttl_s):
                 value, kind = expire_event(user_id, st), "expire"
             elif is_idle(st, clock, config.session_gap_s):

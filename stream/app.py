@@ -2,13 +2,14 @@
 one StreamConfig. `faust -A stream.app worker` (the Procfile) imports `app` from here;
 building it does no I/O: the model export is loaded when the worker starts.
 
-Tables (key = user id, values are raw bytes, never JSON lists of floats; each value
-starts with the stamp of its state, stream/stamps.py):
-- `tcn_window`: the current session's cached TCN layer inputs, session sums and the
-  latest embedding (float32);
-- `gru_state`: the long-term state h (float32);
-- `session_meta`: orjson {model version, session id, last event time, length,
-  clicked items, last applied offset, sessions rolled}.
+One table, `user_state` (key = user id, value raw bytes, never JSON lists of floats):
+a user's whole state in one row (stream/rows.py), so that a crash can never leave one
+part of it newer than another. Its parts are the design's three:
+- session meta: orjson {model version, session id, last event time, length, clicked
+  items, partition and offset of the last event applied, sessions rolled};
+- GRU state: the long-term state h (float32);
+- TCN window: the current session's cached TCN layer inputs, session sums and the
+  latest embedding (float32).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from stream.config import DLQ_MAX_BYTES, StreamConfig
 
 log = logging.getLogger(__name__)
 
-TABLES = ("tcn_window", "gru_state", "session_meta")
+TABLES = ("user_state",)
 
 
 @dataclass

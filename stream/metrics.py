@@ -23,7 +23,5 @@ LATENCY = Histogram("hiertcn_event_to_recommendation_seconds",
                     buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
 CONSUMER_LAG = Gauge("hiertcn_consumer_lag", "Clicks not yet committed by this worker: "
                      "highwater - committed offset, per assigned partition", ["partition"])
-TORN_STATES = Counter("hiertcn_torn_states_total",
-                      "States read with rows of different stamps (see stream/stamps.py)")
 TABLE_KEYS = Gauge("hiertcn_table_keys", "Users held in a local table", ["table"])
 MODEL_INFO = Info("hiertcn_model", "Loaded model export")

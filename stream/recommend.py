@@ -39,6 +39,7 @@ import numpy as np
 import orjson
 
 from hiertcn.inference import BatchState, StreamModel
+from stream import rows
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Incoming:
 
 @dataclass
 class UserState:
-    """One user's rows in the three tables."""
+    """One user's state: the design's three parts, stored as one row (stream/rows.py)."""
 
     gru: bytes  # long-term state h (float32)
     window: bytes  # TCN caches + session sums + latest embedding (float32)
@@ -85,6 +86,14 @@ class UserState:
     @classmethod
     def from_rows(cls, gru: bytes, window: bytes, meta: bytes) -> "UserState":
         return cls(gru=gru, window=window, **orjson.loads(meta))
+
+    def to_row(self) -> bytes:
+        return rows.pack(self.meta_bytes(), self.gru, self.window)
+
+    @classmethod
+    def from_row(cls, row: bytes) -> "UserState":
+        meta, gru, window = rows.unpack(row)
+        return cls.from_rows(gru, window, meta)
 
 
 @dataclass

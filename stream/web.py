@@ -38,9 +38,11 @@ def register_pages(worker) -> None:
         if status["assigned"] and waiting and idle > worker.config.stall_s:
             # seen after a kill -9 restart under load: the consumer stopped fetching
             # with clicks waiting, and nothing in the worker noticed (issue 5's notes)
-            log.warning("stalled: %d clicks wait, no batch for %.0fs", waiting, idle)
+            fetch = fetch_state(app.consumer, worker.config.clicks_topic)
+            log.warning("stalled: %d clicks wait, no batch for %.0fs; fetch state: %s",
+                        waiting, idle, fetch)
             return web.json({"status": "stalled", "clicks_waiting": waiting,
-                             "idle_s": round(idle, 1)}, status=503)
+                             "idle_s": round(idle, 1), "fetch": fetch}, status=503)
         return web.json({"status": "ok"})
 
     @app.page("/ready/")
@@ -67,6 +69,36 @@ def _clicks_lag(consumer, clicks_topic: str) -> dict[int, int]:
             if highwater is not None:
                 lag[tp.partition] = max(0, highwater - (consumer._committed_offset.get(tp) or 0))
     return lag
+
+
+def fetch_state(consumer, clicks_topic: str) -> dict:
+    """Where each assigned clicks partition stands in Faust's flow control and in the
+    aiokafka consumer under it: what a stall report needs (the stall's cause is open,
+    issue 5's notes). Reads private attributes of both, read-only; a diagnostic must
+    not fail the health check, so anything missing reads as absent."""
+    state: dict = {"flow_active": getattr(consumer, "flow_active", None)}
+    try:
+        inner = consumer._thread._ensure_consumer()
+        subscription = inner._subscription.subscription
+        assignment = subscription.assignment if subscription is not None else None
+    except Exception:
+        assignment = None
+    sets = {name: getattr(consumer, f"_{name}_partitions", None) or set()
+            for name in ("active", "paused", "buffered")}
+    for tp in consumer.assignment():
+        if tp.topic != clicks_topic:
+            continue
+        row = {"committed": consumer._committed_offset.get(tp),
+               "highwater": consumer.highwater(tp),
+               **{name: tp in tps for name, tps in sets.items()}}
+        try:
+            tps = assignment.state_value(tp)
+            row.update(position=tps._position, fetch_paused=tps.paused,
+                       status=tps._status.name)
+        except Exception:
+            pass
+        state[tp.partition] = row
+    return state
 
 
 def _local_keys(table) -> int:

@@ -1,10 +1,14 @@
 """The worker's pure step, without Kafka: ordering, sessions, bad items, redelivery."""
 
+import struct
+
 import numpy as np
 import pytest
 import torch
 
 from hiertcn.inference import StreamModel
+from stream import rows
+from stream.errors import StreamError
 from stream.recommend import Incoming, Policy, UserState, idle_sessions, is_expired, \
     process_batch
 from tests.streamkit import tiny_stream_model
@@ -126,11 +130,19 @@ def test_explicit_end_and_sweep_roll_sessions(sm):
     assert idle_sessions(store, watermark=100 + 1800, gap_s=1800) == []
 
 
-def test_state_rows_round_trip(sm):
+def test_state_row_round_trip_and_bad_rows_refused(sm):
     store = Store()
     store.run(sm, clicks("u", ["i1", "i2"]))
     st = store["u"]
     assert UserState.from_rows(st.gru, st.window, st.meta_bytes()) == st
+    row = st.to_row()
+    assert UserState.from_row(row) == st
+    assert rows.unpack(row) == (st.meta_bytes(), st.gru, st.window)
+    # a row of the first format (three stamped tables) says what to do, not a traceback
+    with pytest.raises(StreamError, match="--app-id"):
+        UserState.from_row(struct.pack(">iq", 0, 41) + st.meta_bytes())
+    with pytest.raises(StreamError, match="cut short"):
+        UserState.from_row(row[:rows.HEADER.size + 3])
 
 
 def expire(user, offset, applied_offset=None, ts=0.0):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import signal
 import time
+import urllib.request
 from collections import defaultdict
 
 import numpy as np
@@ -176,6 +177,8 @@ def test_bad_input_goes_to_the_dlq_and_the_worker_goes_on(setup):
     recs = consume(bootstrap, topics.recommendations, 2, timeout=60)
     assert [r["event_id"] for _, r in recs] == ["unknown", "known"]
     assert w.proc.poll() is None
+    with urllib.request.urlopen(w.url("/health/"), timeout=5) as r:
+        assert orjson.loads(r.read()) == {"status": "ok"}  # the liveness probe's page
     scraped = w.metrics()
     assert 'hiertcn_event_outcomes_total{kind="unknown_items"} 1.0' in scraped
     # the counters ops watch equal what was sent, dead-lettered and answered
@@ -206,14 +209,14 @@ def test_ttl_expires_silent_users_with_tombstones_in_compacted_changelogs(setup)
     assert len(consume(bootstrap, topics.recommendations, 3, timeout=60)) == 3
     expired = 'hiertcn_event_outcomes_total{kind="expired"} 1.0'
     assert wait_for(lambda: expired in w.metrics(), 30), "the sweep expires 'old'"
-    for table in ("session_meta", "gru_state", "tcn_window"):
-        def last(key):  # the table's latest value of key, as its changelog says
-            return [v for k, v in read_topic(bootstrap, f"{app_id}-{table}-changelog")
-                    if k == key][-1:]  # keys are JSON
-        assert wait_for(lambda: last(b'"old"') == [None], 10), f"{table}: 'old' is a tombstone"
-        assert last(b'"new"')[0] is not None
+    changelog = f"{app_id}-user_state-changelog"
+
+    def last(key):  # the table's latest value of key, as its changelog says
+        return [v for k, v in read_topic(bootstrap, changelog) if k == key][-1:]  # JSON keys
+    assert wait_for(lambda: last(b'"old"') == [None], 10), "'old' is a tombstone"
+    assert last(b'"new"')[0] is not None
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    resource = ConfigResource("topic", f"{app_id}-session_meta-changelog")
+    resource = ConfigResource("topic", changelog)
     described = admin.describe_configs([resource])[resource].result()
     assert described["cleanup.policy"].value == "compact"
 
