@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import faust
 
+from stream import faust_fixes
 from stream.config import DLQ_MAX_BYTES, StreamConfig
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def create_app(config: StreamConfig) -> Worker:
     worker = Worker(app, config, topic(config.clicks_topic),
                     topic(config.recommendations_topic), topic(config.embeddings_topic),
                     topic(config.dlq_topic), tables)
+    faust_fixes.install(app, config.clicks_topic)  # before it starts: no click skipped
     from stream.agents import register  # the agent needs the Worker it belongs to
     register(worker)
     return worker

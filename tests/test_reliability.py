@@ -1,6 +1,6 @@
 """The fault scenarios of benchmarks/reliability.py, small: kill -9 and restart, a wiped
-RocksDB, a broker stopped and started again, scaling 1 -> 2 -> 1, poison traffic and a
-10x burst. Each prints its figures; the full-size run writes
+RocksDB, a broker stopped and started again, scaling 1 -> 2 -> 1 (once, and over and
+over), poison traffic and a 10x burst. Each prints its figures; the full-size run writes
 benchmarks/results/reliability.json."""
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ def nothing_lost_nor_doubled(r: dict) -> None:
         f"{r['state_mismatches']} users' state differs: {r.get('mismatch_examples')}; {r}")
 
 
-# Faust's consumer across a rebalance or a kill -9 restart, rarely and under CPU
-# contention: the 1 -> 2 -> 1 scenario lost a click twice (never delivered to the
-# agent, committed past: faust-streaming issues #216, #221, #606), and a restarted
-# worker's consumer can stop fetching (healed by /health, see Lab.heal). One rerun keeps CI from flaking on
-# them; a rerun shows as "R" in the report, and the full-size benchmark does not retry.
+# A restarted worker's consumer can stop fetching, rarely and under CPU contention
+# (healed by /health, see Lab.heal). One rerun keeps CI from flaking on it; a rerun shows
+# as "R" in the report, and the full-size benchmark does not retry. (The scaling tests
+# have none: the clicks Faust's consumer lost across a rebalance are fixed in
+# stream/faust_fixes.py, and the offset gaps that caused it are asserted to be 0.)
 UPSTREAM_FLAKE = pytest.mark.flaky(reruns=1)
 
 
@@ -80,11 +80,24 @@ def test_broker_stopped_and_started_again_the_worker_resumes_by_itself(tmp_path,
     assert r["recovery_s"] is not None
 
 
-@UPSTREAM_FLAKE
+def no_clicks_skipped(r: dict) -> None:
+    assert r["offset_gaps"] == 0, (
+        f"Faust's consumer skipped offsets {r['offset_gaps']} times (see the workers' "
+        f"'are missing' log lines): clicks can be lost in a rebalance; {r}")
+
+
 def test_scaling_1_2_1_under_load_loses_and_doubles_nothing(lab):
     r = report("scale_1_2_1", rel.scale_1_2_1(lab, SIZES))
     nothing_lost_nor_doubled(r)
+    no_clicks_skipped(r)
     assert r["second_worker_events"] > 0, "the second worker took partitions"
+
+
+def test_scaling_in_and_out_again_and_again_skips_no_click(lab):
+    r = report("scale_churn", rel.scale_churn(lab, SIZES))
+    nothing_lost_nor_doubled(r)
+    no_clicks_skipped(r)
+    assert r["churns"] == SIZES.churns
 
 
 def test_poison_traffic_all_in_the_dlq_worker_never_restarts(lab):
