@@ -22,7 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m hiertcn bench
 
-# the six fault scenarios at full size (about 20 minutes): benchmarks/results/reliability.json
+# the seven fault scenarios at full size (about 25 minutes): benchmarks/results/reliability.json
 reliability: $(STAMP)
 	$(PY) -m benchmarks.reliability
 

@@ -1,7 +1,7 @@
 """Fault scenarios against the real local broker and real RocksDB: nothing lost,
 nothing applied twice.
 
-    python -m benchmarks.reliability                    # all seven, full size (~20 min)
+    python -m benchmarks.reliability                    # all seven, full size (~25 min)
     python -m benchmarks.reliability --only kill9,poison --events 20000
 
 Each scenario runs workers as ops run them (`python -m stream.cli worker`), replays
