@@ -47,6 +47,7 @@ class ClicksReadOffsets(defaultdict):
         self.seeked: set = set()
         self.from_start: set = set()  # seeked to "no committed offset": see update
         self.seeks = 0
+        self.seek_pending = False  # a seek after a cut-off batch failed: retried
 
     def update(self, *args, **kwargs):
         offsets = dict(*args, **kwargs)
@@ -59,9 +60,11 @@ class ClicksReadOffsets(defaultdict):
                     # not move the position then, which would skip what was fetched
                     self.from_start.add(tp)
         self.seeks += 1
+        self.seek_pending = False
 
     def pop(self, tp, *default):
         self.seeked.discard(tp)
+        self.from_start.discard(tp)
         return super().pop(tp, *default)
 
     def __setitem__(self, tp, offset):
@@ -76,6 +79,8 @@ def _deliver_in_order(consumer, offsets: ClicksReadOffsets) -> None:
     getmany = consumer.getmany
 
     async def in_order(timeout: float):
+        if offsets.seek_pending:
+            await _seek_again(consumer, offsets)
         if offsets.from_start:
             await _seek_to_start(consumer, offsets)
         seeks = offsets.seeks  # before the fetch: a seek during it makes the batch stale
@@ -83,9 +88,10 @@ def _deliver_in_order(consumer, offsets: ClicksReadOffsets) -> None:
             if tp.topic == offsets.topic and consumer._read_offset is offsets:
                 if offsets.seeks != seeks:
                     metrics.HELD_BACK.labels(why="fetched_before_seek").inc()
-                    await _seek_again(consumer)
+                    await _seek_again(consumer, offsets)
                     return
-                if tp not in offsets.seeked:
+                if (tp not in offsets.seeked or tp in offsets.from_start
+                        or offsets.seek_pending):  # its position is not right yet
                     metrics.HELD_BACK.labels(why="not_seeked").inc()
                     continue
             yield tp, message
@@ -96,23 +102,27 @@ def _deliver_in_order(consumer, offsets: ClicksReadOffsets) -> None:
 async def _seek_to_start(consumer, offsets: ClicksReadOffsets) -> None:
     """Partitions with nothing committed start over from their first offset (the
     consumer's auto_offset_reset, earliest, if that is gone): the state skips what it
-    has applied."""
+    has applied. Retried at the next fetch if it fails, until the partition is revoked."""
     tps, offsets.from_start = offsets.from_start, set()
     try:
         await consumer.seek_wait({tp: 0 for tp in tps})
-    except Exception as exc:  # no longer assigned: the next assignment seeks anew
-        log.warning("seek of %s to their start failed: %r", sorted(tps), exc)
+    except Exception as exc:
+        offsets.from_start |= tps
+        log.warning("seek of %s to their start failed, retrying: %r", sorted(tps), exc)
 
 
-async def _seek_again(consumer) -> None:
+async def _seek_again(consumer, offsets: ClicksReadOffsets) -> None:
     """Back to the committed offsets: whether the batch cut off was fetched before the
     seek or after it, its clicks are fetched again (those applied and not yet committed
     are skipped by the state, and answered again). Faust's getmany does the same when
-    it finds the flow stopped."""
+    it finds the flow stopped. Retried at the next fetch if it fails, until some seek
+    (a rebalance's own) succeeds."""
     try:
         await consumer.perform_seek()
-    except Exception as exc:  # mid-rebalance: the rebalance ends with its own seek
-        log.warning("seek to the committed offsets after a stale batch failed: %r", exc)
+    except Exception as exc:
+        offsets.seek_pending = True
+        log.warning("seek to the committed offsets after a stale batch failed, "
+                    "retrying: %r", exc)
 
 
 def _watch_gaps(consumer, topic: str) -> None:

@@ -37,11 +37,19 @@ def fixed_consumer(tmp_path, batches=()):
             else:
                 yield item
 
+    consumer.failures = []  # "seek" or "seek_wait": the next such call raises
+
     async def perform_seek():  # Faust's asks the broker for the committed offsets
         consumer.seeks_asked = getattr(consumer, "seeks_asked", 0) + 1
+        if "seek" in consumer.failures:
+            consumer.failures.remove("seek")
+            raise RuntimeError("rebalancing")
         consumer._read_offset.update({})
 
     async def seek_wait(partitions):  # Faust's moves aiokafka's fetch positions
+        if "seek_wait" in consumer.failures:
+            consumer.failures.remove("seek_wait")
+            raise RuntimeError("rebalancing")
         consumer.sought = getattr(consumer, "sought", []) + [dict(partitions)]
 
     consumer.getmany, consumer.perform_seek, consumer.seek_wait = fetch, perform_seek, seek_wait
@@ -89,6 +97,25 @@ def test_a_partition_with_nothing_committed_is_fetched_from_its_start(tmp_path):
     drain(consumer)
     assert drain(consumer) == [(0, 0), (1, 5)]
     assert consumer.sought == [{P0: 0}]
+
+
+def test_failed_seeks_are_retried_and_hold_clicks_back_meanwhile(tmp_path):
+    consumer = fixed_consumer(tmp_path, [
+        [seek({P0: None, P1: 20})],
+        [(P0, Msg(0)), (P1, Msg(20))],  # the seek to P0's start failed: P0 waits
+        [(P0, Msg(0)), (P1, Msg(21)), seek({P1: 20}), (P1, Msg(22))],  # cut off, seek fails
+        [(P1, Msg(20))],  # the retry failed again: held back
+        [(P1, Msg(20))],
+    ])
+    drain(consumer)
+    consumer.failures = ["seek_wait"]
+    assert drain(consumer) == [(1, 20)]
+    consumer.failures = ["seek", "seek"]
+    assert drain(consumer) == [(0, 0), (1, 21)]
+    assert consumer.sought == [{P0: 0}]
+    assert drain(consumer) == []
+    assert drain(consumer) == [(1, 20)]
+    assert consumer.seeks_asked == 3
 
 
 def test_a_batch_fetched_before_a_seek_is_cut_off_there(tmp_path):
