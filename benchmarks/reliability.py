@@ -885,15 +885,13 @@ def main(argv=None) -> int:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["targets"], indent=2))
     log(f"wrote {args.out}")
-    if all(report["targets"].values()) and not args.keep:
+    met = all(report["targets"].values())
+    if met and not args.keep:
         shutil.rmtree(work, ignore_errors=True)
         return 0
     # the workers' logs and stores are what a missed target is diagnosed from
-    if all(report["targets"].values()):
-        log(f"worker logs and stores kept in {work}")
-        return 0
-    log(f"targets missed: worker logs and stores kept in {work}")
-    return 1
+    log(f"{'' if met else 'targets missed: '}worker logs and stores kept in {work}")
+    return 0 if met else 1
 
 
 def targets(results: dict) -> dict:

@@ -19,8 +19,9 @@ The fix, for the clicks topic only: a partition's clicks are delivered only afte
 seek that follows its (re)assignment (which fetches them again; with nothing committed
 that seek leaves the position alone, so such a partition is seeked to its start); a
 batch during whose fetch a seek happened is cut off there and the consumer seeks to the
-committed offsets again; an undelivered message never moves the read offset. Gaps are left to Faust (a
-transactional producer's markers make real ones), but counted and logged.
+committed offsets again; an undelivered message never moves the read offset. Gaps are
+left to Faust (a transactional producer's markers make real ones), but counted and
+logged.
 """
 
 from __future__ import annotations
