@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from stream import rows
-from tests.streamkit import MOVIELENS, Topics, WorkerProcess, make_export, read_topic
+from stream.worker import rows
+from stream.tools.harness import MOVIELENS, Topics, WorkerProcess, make_export, read_topic
 
 # the harness's own clients retry through the broker outage by design: their
 # connection-refused lines would bury the figures (delivery failures are still counted)
@@ -88,7 +88,7 @@ def log(msg: str) -> None:
 def clicks(n: int) -> list[dict]:
     """The first n MovieLens clicks in event-time order, as the replay sends them."""
     from stream.records import encode_click
-    from stream.replay import load_events
+    from stream.tools.replay import load_events
     events = load_events(MOVIELENS, limit=n)
     return [{"user": str(r.user), "event_id": r.event_id, "key": str(r.user).encode(),
              "value": encode_click(r.user, r.item, int(r.ts), "click", r.event_id)}
@@ -137,7 +137,7 @@ class Sender(threading.Thread):
         super().__init__(daemon=True)
         from confluent_kafka import Producer
 
-        from stream.replay import PRODUCER_SETTINGS
+        from stream.tools.replay import PRODUCER_SETTINGS
         self.producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_SETTINGS,
                                   "message.max.bytes": 2_000_000, "logger": QUIET})
         self.topic, self.events, self.rate = topic, events, rate
@@ -285,8 +285,8 @@ class Lab:
     health_asked: float = 0.0
 
     def __post_init__(self):
-        from stream.cli import DLQ_TOPIC_CONFIG
-        from stream.localkafka import create_topics
+        from stream.admin import DLQ_TOPIC_CONFIG
+        from stream.admin import create_topics
         self.work.mkdir(parents=True, exist_ok=True)
         token = f"{self.name}-{time.time_ns() % 10**9}"
         self.topics = Topics(*(f"rel-{token}-{n}" for n in ("clicks", "recs", "emb", "dlq")))
@@ -361,7 +361,7 @@ class Lab:
         self.rss.close()
 
 
-PARTS = ("session_meta", "gru_state", "tcn_window")  # of a user_state row (stream/rows.py)
+PARTS = ("session_meta", "gru_state", "tcn_window")  # of a user_state row (stream/worker/rows.py)
 
 
 def table_state(bootstrap: str, app_id: str) -> dict[str, dict[str, bytes]]:
@@ -486,7 +486,7 @@ CONSUMER_COUNTERS = {"held_back": "hiertcn_clicks_held_back_total",
 
 
 def consumer_counters(w: WorkerProcess, into: Counter) -> Counter:
-    """Add a live worker's rebalance counters (stream/faust_fixes.py) to `into`: clicks
+    """Add a live worker's rebalance counters (stream/worker/faust_fixes.py) to `into`: clicks
     held back from an out-of-order delivery, and offset gaps the consumer saw."""
     for key, name in CONSUMER_COUNTERS.items():
         into[key] += int(_counter(w, name))
@@ -606,7 +606,7 @@ def rocksdb_wipe(lab: Lab, sizes: Sizes) -> dict:
 def broker_restart(lab: Lab, sizes: Sizes, broker) -> dict:
     """Stop the broker for `outage_s` mid-stream and start it again on the same data
     and port; the worker is never restarted."""
-    from stream import localkafka
+    from stream.tools import localkafka
     n = int(sizes.rate * (2 * sizes.phase_s + sizes.outage_s))
     events = clicks(n)
     w = lab.worker()
@@ -670,7 +670,7 @@ def scale_1_2_1(lab: Lab, sizes: Sizes) -> dict:
 def scale_churn(lab: Lab, sizes: Sizes) -> dict:
     """scale_1_2_1 over and over: a second worker joins and leaves `churns` times under
     paced load, a rebalance every few seconds. The clicks a rebalance can lose inside
-    Faust's consumer (stream/faust_fixes.py) show here, where one cycle shows them
+    Faust's consumer (stream/worker/faust_fixes.py) show here, where one cycle shows them
     rarely."""
     hold = sizes.phase_s / 4  # each worker count holds this long
     n = int(sizes.rate * (2 * sizes.phase_s + sizes.churns * (2 * hold + 10)))
@@ -822,7 +822,7 @@ def run(names, sizes: Sizes, bootstrap: str | None, work: Path, plot: Path | Non
         export_dir: Path | None = None) -> dict:
     """Run the named scenarios; `bootstrap` None starts a local broker (the broker
     restart scenario always starts its own, to stop)."""
-    from stream import localkafka
+    from stream.tools import localkafka
     export_dir = export_dir or make_export(work / "model")
     results = {}
     shared = None

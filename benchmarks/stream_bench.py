@@ -5,16 +5,16 @@
     python benchmarks/stream_bench.py --events 20000 --latency-s 20
 
 Everything runs in one go on this machine, against a real local Apache Kafka
-(stream.localkafka) started in a temp dir and stopped at the end, so the figures are
+(stream.tools.localkafka) started in a temp dir and stopped at the end, so the figures are
 comparable with each other; absolute numbers depend on what else the machine runs,
 which is why the result also carries them as ratios to the baselines measured here.
 
 1. hot path, no Kafka (first, before the broker takes CPU): the cost per event of
-   `stream.recommend.process_batch` (state load, StreamModel step, faiss top-20 over
+   `stream.worker.recommend.process_batch` (state load, StreamModel step, faiss top-20 over
    the whole MovieLens catalogue) for 200 users whose session already has 1, 10 or 50
    events; the naive alternative (re-encoding the whole session, HierTCN.encode) as
    a contrast; and a cProfile of 200-event batches -> results/stream_profile.txt;
-2. N MovieLens clicks pre-loaded into a 4-partition topic (stream.replay);
+2. N MovieLens clicks pre-loaded into a 4-partition topic (stream.tools.replay);
 3. raw confluent-kafka consume of those N messages;
 4. the pass-through Faust app (benchmarks/passthrough_app.py, a worker subprocess):
    first to N-th output message, by the outputs' Kafka timestamps;
@@ -62,7 +62,7 @@ RESULTS = REPO / "benchmarks" / "results"
 PARTITIONS = 4
 BATCH = 200  # the worker's default micro-batch (StreamConfig.batch_size)
 SESSION_LENS = (1, 10, 50)
-# The latency producer: the project's producer settings (stream.replay), but sending
+# The latency producer: the project's producer settings (stream.tools.replay), but sending
 # at once: with linger 20 ms the producer's own batching would sit inside the latency.
 LATENCY_LINGER_MS = 1
 
@@ -107,7 +107,7 @@ def hot_path(export_dir: Path, reps: int, stream_batches: int, messages: list) -
     (what the worker gets from the pre-loaded topic); plus cProfiles of both."""
     from hiertcn.inference import StreamModel
     from hiertcn.model import Batch
-    from stream.recommend import Incoming, Policy, UserState, process_batch, _rounds
+    from stream.worker.recommend import Incoming, Policy, UserState, process_batch, _rounds
     from stream.records import decode_click, encode_embedding, encode_recommendation
 
     model = StreamModel.load(export_dir)
@@ -291,7 +291,7 @@ def hot_path(export_dir: Path, reps: int, stream_batches: int, messages: list) -
     sections.append(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "stream_profile.txt").write_text(
-        "cProfile of stream.recommend.process_batch (state load from table rows, "
+        "cProfile of stream.worker.recommend.process_batch (state load from table rows, "
         "StreamModel step, faiss top-20 over the MovieLens catalogue), full-size HierTCN, "
         f"torch threads {default_threads}.\n\n" + "\n\n".join(sections))
     return {"per_event_ms_by_session_len": per_event,
@@ -472,7 +472,7 @@ def rate_first_to_last(kafka_ts: list[int], n: int) -> dict:
 
 def make_producer(bootstrap: str, linger_ms: float):
     from confluent_kafka import Producer
-    from stream.replay import PRODUCER_SETTINGS
+    from stream.tools.replay import PRODUCER_SETTINGS
     return Producer({"bootstrap.servers": bootstrap, **PRODUCER_SETTINGS,
                      "linger.ms": linger_ms, "message.timeout.ms": 30000})
 
@@ -535,7 +535,7 @@ class Bench:
         return f"bench-{self.serial}-{what}"
 
     def topics(self, names: list[str]) -> None:
-        from stream.localkafka import create_topics
+        from stream.admin import create_topics
         create_topics(self.bootstrap, {n: PARTITIONS for n in names})
 
     def retire(self, procs: list[Proc]) -> None:
@@ -767,7 +767,7 @@ def pct(values, q) -> float:
 
 
 def load_messages() -> list:
-    from stream.replay import load_events
+    from stream.tools.replay import load_events
     from stream.records import encode_click
     events = load_events(DATA)
     cols = (events[c].tolist() for c in ("user", "item", "ts", "event", "event_id"))
@@ -832,9 +832,9 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(args.max_seconds)
 
-    from stream import localkafka
+    from stream.tools import localkafka
     from stream.config import StreamConfig
-    from stream.replay import replay
+    from stream.tools.replay import replay
 
     result: dict = {"command": command.strip(), "machine": machine(), "events": args.events}
     work = Path(tempfile.mkdtemp(prefix="stream-bench-"))

@@ -5,7 +5,7 @@
     hiertcn-stream demo                        # local broker, model, worker, replay, tail
 
 Options override environment variables (HIERTCN_*, KAFKA_BOOTSTRAP_SERVERS), which
-override defaults; `replay` and `tail` are `python -m stream.replay` / `stream.tail`.
+override defaults; `replay` and `tail` are `python -m stream.tools.replay` / `stream.tools.tail`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import sys
 from dataclasses import fields
 
 from hiertcn.errors import HierTCNError
-from stream.config import DLQ_MAX_BYTES, ENV, StreamConfig
+from stream.admin import check_connection, ensure_topics
+from stream.config import ENV, StreamConfig
 from stream.errors import StreamError
 
 log = logging.getLogger("stream")
@@ -40,23 +41,6 @@ def given(args) -> dict:
             if getattr(args, f.name, None) is not None}
 
 
-# The dead-letter topic keeps a bad event's original bytes whole, base64 in JSON (4/3
-# of its size): a 1 MB payload, the broker's default limit on clicks, must fit there.
-DLQ_TOPIC_CONFIG = {"max.message.bytes": str(DLQ_MAX_BYTES)}
-
-
-def ensure_topics(config: StreamConfig) -> None:
-    from stream.localkafka import create_topics
-    names = (config.clicks_topic, config.recommendations_topic, config.embeddings_topic)
-    settings = config.confluent_settings()
-    create_topics(config.bootstrap_servers, {n: config.partitions for n in names},
-                  settings=settings)
-    create_topics(config.bootstrap_servers, {config.dlq_topic: config.partitions},
-                  config=DLQ_TOPIC_CONFIG, settings=settings)
-    log.info("topics ready: %s, %s x %d partitions", ", ".join(names), config.dlq_topic,
-             config.partitions)
-
-
 def cmd_topics(args) -> None:
     ensure_topics(StreamConfig.resolve(given(args)))
 
@@ -65,13 +49,13 @@ def cmd_worker(args) -> None:
     config = StreamConfig.resolve(given(args))
     from hiertcn.inference import StreamModel
     StreamModel.load(config.export_dir)  # fail now, in one line, if the export is missing
-    config.check_connection()  # wrong credentials / CA: one line, not Faust's retry loop
+    check_connection(config.confluent_settings())  # wrong credentials / CA: one line, not Faust's retry loop
     ensure_topics(config)
     log.info("worker config: %s", config.redacted())
-    # stream.app builds its config from the environment at import: hand ours over
+    # stream.worker.app builds its config from the environment at import: hand ours over
     for name, value in given(args).items():
         os.environ[ENV[name]] = str(value)
-    from stream.app import app
+    from stream.worker.app import app
     # `kill -QUIT <pid>` writes every thread's Python stack to the log, even with the
     # event loop blocked; `kill -USR1` (Faust's) also lists the asyncio tasks
     faulthandler.register(signal.SIGQUIT, all_threads=True)
@@ -81,7 +65,7 @@ def cmd_worker(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from stream import demo
+    from stream.tools import demo
     demo.main(args)
 
 

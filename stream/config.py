@@ -21,7 +21,7 @@ from stream.errors import ConfigError
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 REDACTED = "***"
-DLQ_MAX_BYTES = 8 << 20  # producer request and dead-letter topic limit (see stream.cli)
+DLQ_MAX_BYTES = 8 << 20  # producer request and dead-letter topic limit (see stream.admin)
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class StreamConfig:
     def confluent_settings(self) -> dict:
         """Connection + security settings for any confluent-kafka client."""
         if not self.bootstrap_servers:
-            raise _bad("bootstrap_servers", "not set (start one: python -m stream.localkafka start)")
+            raise _bad("bootstrap_servers", "not set (start one: python -m stream.tools.localkafka start)")
         out = {"bootstrap.servers": self.bootstrap_servers,
                "security.protocol": self.security_protocol}
         if self.security_protocol.startswith("SASL_"):
@@ -128,11 +128,6 @@ class StreamConfig:
                     out[key] = str(path)
         return out
 
-    def check_connection(self, timeout: float = 10.0) -> None:
-        """Fail fast, in one line (stream.errors.BrokerError), when the broker cannot be
-        used with these settings: refused login, untrusted certificate, unreachable."""
-        from stream.preflight import check_connection
-        check_connection(self.confluent_settings(), timeout)
 
     def faust_broker(self) -> str:
         """Faust's broker URL form: "kafka://h1:9092;kafka://h2:9092"."""
@@ -164,7 +159,7 @@ class StreamConfig:
 
 # Field -> environment variable. The one place env names are spelled.
 ENV = {
-    "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",  # shared with stream.localkafka
+    "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",  # shared with stream.tools.localkafka
     "app_id": "HIERTCN_APP_ID",
     "clicks_topic": "HIERTCN_CLICKS_TOPIC",
     "recommendations_topic": "HIERTCN_RECOMMENDATIONS_TOPIC",

@@ -14,7 +14,7 @@ def kafka_bootstrap(tmp_path_factory):
     in a session tmp dir, while the jars stay cached in the repo's .kafka/libs
     so Maven resolves them once per machine.
     """
-    from stream import localkafka
+    from stream.tools import localkafka
 
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
@@ -52,7 +52,7 @@ def secure_kafka(tmp_path_factory):
     SECURE_USERS. Always local, even with $KAFKA_BOOTSTRAP_SERVERS set."""
     import shutil
 
-    from stream import localkafka
+    from stream.tools import localkafka
 
     modes = ("sasl", "sasl_ssl", "ssl") if shutil.which("openssl") else ("sasl",)
     broker = localkafka.start(tmp_path_factory.mktemp("kafka-secure"), security=modes,

@@ -10,7 +10,7 @@ cluster, no network: loopback only for the probe script).
 - compose: kafka (KRaft, pinned), topics (one-shot, before workers), worker (scalable);
 - Dockerfile: pinned base, non-root USER, HEALTHCHECK, every ${ARG} stage resolves;
 - Procfile: each command's module and subcommand exist and accept its options;
-- alert rules: every hiertcn_* metric and label they use exists in stream/metrics.py.
+- alert rules: every hiertcn_* metric and label they use exists in stream/worker/metrics.py.
 """
 
 from __future__ import annotations
@@ -412,10 +412,10 @@ def test_healthcheck_script_follows_the_status():
 # ---------------------------------------------------------------- alert rules
 
 def exposed_metrics() -> dict[str, set[str]]:
-    """Every sample name stream/metrics.py exposes -> the label names it carries."""
+    """Every sample name stream/worker/metrics.py exposes -> the label names it carries."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    from stream import metrics
+    from stream.worker import metrics
 
     suffixes = {"counter": ("_total", "_created"), "gauge": ("",),
                 "histogram": ("_bucket", "_sum", "_count", "_created"),
@@ -454,7 +454,7 @@ def test_alert_rules_use_existing_metrics_and_labels():
     used = 0
     for rule in alert_rules():
         for name, matchers in re.findall(r"\b(hiertcn_\w+)(\{[^}]*\})?", rule["expr"]):
-            assert name in exposed, f"{rule['alert']}: {name} is not in stream/metrics.py"
+            assert name in exposed, f"{rule['alert']}: {name} is not in stream/worker/metrics.py"
             labels = set(re.findall(r"(\w+)\s*=~?", matchers))
             assert labels <= exposed[name], f"{rule['alert']}: {name} has no {labels - exposed[name]}"
             used += 1

@@ -1,4 +1,4 @@
-"""stream/faust_fixes.py on a real Faust consumer, built but not started: the fixes are
+"""stream/worker/faust_fixes.py on a real Faust consumer, built but not started: the fixes are
 in the consumer's own bookkeeping, which needs no broker. The fetch under the fixed
 `getmany` is a list of messages here; benchmarks/reliability.py's scale scenarios
 check the whole against the real broker."""
@@ -10,7 +10,7 @@ import asyncio
 import faust
 from faust.types import TP
 
-from stream import faust_fixes, metrics
+from stream.worker import faust_fixes, metrics
 
 CLICKS = "clicks"
 P0, P1, CHANGELOG = TP(CLICKS, 0), TP(CLICKS, 1), TP("app-user_state-changelog", 0)

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from hiertcn.inference import StreamModel
-from tests.streamkit import tiny_stream_model
+from tests.modelkit import tiny_stream_model
 
 
 def exported(tmp_path) -> StreamModel:

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from stream.localkafka import create_topics, delete_topics
+from stream.admin import create_topics, delete_topics
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parent.parent

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from hiertcn.inference import StreamModel
-from stream import rows
+from stream.worker import rows
 from stream.errors import StreamError
-from stream.recommend import Incoming, Policy, UserState, idle_sessions, is_expired, \
+from stream.worker.recommend import Incoming, Policy, UserState, idle_sessions, is_expired, \
     process_batch
-from tests.streamkit import tiny_stream_model
+from tests.modelkit import tiny_stream_model
 
 
 @pytest.fixture(scope="module")

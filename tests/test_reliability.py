@@ -44,7 +44,7 @@ def nothing_lost_nor_doubled(r: dict) -> None:
 # (healed by /health, see Lab.heal). One rerun keeps CI from flaking on it; a rerun shows
 # as "R" in the report, and the full-size benchmark does not retry. (The scaling tests
 # have none: the clicks Faust's consumer lost across a rebalance are fixed in
-# stream/faust_fixes.py, and the offset gaps that caused it are asserted to be 0.)
+# stream/worker/faust_fixes.py, and the offset gaps that caused it are asserted to be 0.)
 UPSTREAM_FLAKE = pytest.mark.flaky(reruns=1)
 
 
@@ -66,7 +66,7 @@ def test_wiped_rocksdb_is_rebuilt_from_the_changelog(lab):
 
 
 def test_broker_stopped_and_started_again_the_worker_resumes_by_itself(tmp_path, export_dir):
-    from stream import localkafka
+    from stream.tools import localkafka
     broker = localkafka.start(tmp_path / "kafka")  # its own: this one gets stopped
     lab = rel.Lab(broker.bootstrap, tmp_path / "lab", export_dir, "broker")
     try:

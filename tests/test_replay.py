@@ -9,10 +9,10 @@ import pytest
 
 from stream.config import StreamConfig
 from stream.errors import BrokerError
-from stream.localkafka import create_topics, delete_topics
+from stream.admin import create_topics, delete_topics
 from stream.records import decode_click, encode_recommendation, decode_recommendation
-from stream.replay import load_events, replay
-from stream.tail import format_line, load_titles
+from stream.tools.replay import load_events, replay
+from stream.tools.tail import format_line, load_titles
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 MOVIELENS = DATA / "movielens.csv.gz"

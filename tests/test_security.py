@@ -17,11 +17,11 @@ from confluent_kafka import Producer
 
 from stream.config import StreamConfig
 from stream.errors import AuthenticationError, BrokerError, TLSError
-from stream.localkafka import create_topics
-from stream.preflight import check_connection
-from stream.replay import replay
+from stream.admin import create_topics
+from stream.admin import check_connection
+from stream.tools.replay import replay
 from tests.conftest import SECURE_USERS
-from tests.streamkit import MOVIELENS, Topics, WorkerProcess, consume, make_export
+from stream.tools.harness import MOVIELENS, Topics, WorkerProcess, consume, make_export
 
 integration = pytest.mark.integration
 USER = "alice"
@@ -67,7 +67,7 @@ def test_confluent_round_trip(secure_kafka, unique_name, mode, mechanism):
     config = config_for(secure_kafka, mode, mechanism)
     settings = config.confluent_settings()
     assert settings["security.protocol"] == config.security_protocol
-    config.check_connection(timeout=10)
+    check_connection(config.confluent_settings(), timeout=10)
     topic = unique_name("t")
     create_topics(config.bootstrap_servers, {topic: 1}, settings=settings)
     producer = Producer(settings)
@@ -86,7 +86,7 @@ def test_wrong_password_fails_fast_in_one_line(secure_kafka, mode, mechanism):
     config = config_for(secure_kafka, mode, mechanism, password=WRONG)
     start = time.monotonic()
     with pytest.raises(AuthenticationError) as err:
-        config.check_connection(timeout=20)
+        check_connection(config.confluent_settings(), timeout=20)
     assert time.monotonic() - start < 10, "must not wait for the timeout"
     text = str(err.value)
     assert isinstance(err.value, BrokerError)
@@ -100,7 +100,7 @@ def test_wrong_password_fails_fast_in_one_line(secure_kafka, mode, mechanism):
 def test_unknown_user_fails_fast(secure_kafka):
     config = config_for(secure_kafka, "sasl", "SCRAM-SHA-256", user="mallory")
     with pytest.raises(AuthenticationError, match="user 'mallory'"):
-        config.check_connection(timeout=20)
+        check_connection(config.confluent_settings(), timeout=20)
 
 
 @integration
@@ -109,7 +109,7 @@ def test_untrusted_certificate_fails_fast(secure_kafka):
     config = StreamConfig.resolve({"bootstrap_servers": secure_kafka.bootstrap_for("ssl"),
                                    "security_protocol": "SSL"}, env={})  # no CA given
     with pytest.raises(TLSError, match="certificate verify failed.*HIERTCN_SSL_CAFILE"):
-        config.check_connection(timeout=20)
+        check_connection(config.confluent_settings(), timeout=20)
 
 
 @integration
@@ -222,14 +222,14 @@ def test_plaintext_has_no_faust_credentials():
 
 @pytest.mark.parametrize("bad", ['a"b', "a,b", "a=b", "x]", " padded"])
 def test_local_broker_rejects_credentials_it_cannot_quote(tmp_path, bad):
-    from stream import localkafka
+    from stream.tools import localkafka
 
     with pytest.raises(BrokerError, match="password of 'alice'"):
         localkafka.start(tmp_path, security="sasl", users={"alice": bad})
 
 
 def test_unknown_security_mode(tmp_path):
-    from stream import localkafka
+    from stream.tools import localkafka
 
     with pytest.raises(BrokerError, match="unknown security mode"):
         localkafka.start(tmp_path, security="kerberos")
@@ -237,7 +237,7 @@ def test_unknown_security_mode(tmp_path):
 
 def test_cluster_id_never_starts_with_a_dash(tmp_path):
     """kafka-storage would read "-t -abc" as an option: 1 in 64 fresh dirs failed."""
-    from stream.localkafka import _cluster_id
+    from stream.tools.localkafka.broker import _cluster_id
 
     (tmp_path / "cluster.id").write_text("-" + "A" * 21)  # never formatted: replaced
     assert not _cluster_id(tmp_path).startswith("-")

@@ -17,12 +17,12 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from hiertcn.inference import StreamModel
-from stream.cli import DLQ_TOPIC_CONFIG
+from stream.admin import DLQ_TOPIC_CONFIG
 from stream.config import StreamConfig
-from stream.localkafka import create_topics
-from stream.replay import load_events, replay
-from tests.streamkit import MOVIELENS, Topics, WorkerProcess, consume, make_export, \
-    offline_embeddings, read_topic
+from stream.admin import create_topics
+from stream.tools.replay import load_events, replay
+from stream.tools.harness import MOVIELENS, Topics, WorkerProcess, consume, make_export, read_topic
+from tests.modelkit import offline_embeddings
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 2

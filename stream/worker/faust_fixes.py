@@ -1,5 +1,5 @@
 """Fixes to Faust's consumer across a rebalance, installed on every worker
-(stream/app.py): without them a rebalance could skip clicks, never answered nor applied
+(stream/worker/app.py): without them a rebalance could skip clicks, never answered nor applied
 and committed past (seen in benchmarks/reliability.py's scale scenarios).
 
 What goes wrong, in faust/transport/consumer.py and faust/tables/recovery.py
@@ -31,7 +31,7 @@ from collections import defaultdict
 
 import faust
 
-from stream import metrics
+from stream.worker import metrics
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def install(app, clicks_topic: str, fix: bool = True) -> None:
     """Before the worker starts: the fetcher loop binds these when it starts. `fix`
     False leaves Faust as it is, still watching for gaps (to show the loss)."""
     if faust.__version__ != WRITTEN_FOR:
-        log.warning("stream/faust_fixes.py was written for faust-streaming %s, this is %s: "
+        log.warning("stream/worker/faust_fixes.py was written for faust-streaming %s, this is %s: "
                     "check that its consumer still needs and fits the fix", WRITTEN_FOR,
                     faust.__version__)
     consumer = app.consumer

@@ -39,7 +39,7 @@ import numpy as np
 import orjson
 
 from hiertcn.inference import BatchState, StreamModel
-from stream import rows
+from stream.worker import rows
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Incoming:
 
 @dataclass
 class UserState:
-    """One user's state: the design's three parts, stored as one row (stream/rows.py)."""
+    """One user's state: the design's three parts, stored as one row (stream/worker/rows.py)."""
 
     gru: bytes  # long-term state h (float32)
     window: bytes  # TCN caches + session sums + latest embedding (float32)

@@ -1,5 +1,5 @@
 """The agent and the sweep, thin: decode, read tables, call the pure step
-(stream/recommend.py), write tables, send.
+(stream/worker/recommend.py), write tables, send.
 
 Table writes go to the changelog partition of the *event being written for*, not
 of the last event of the micro-batch, so each write runs with that event set as
@@ -19,10 +19,10 @@ import orjson
 from faust.streams import _current_event
 
 from hiertcn.inference import StreamModel
-from stream import metrics
+from stream.worker import metrics
 from stream.errors import BadEvent
 from stream.records import decode_click, encode_dlq, encode_embedding, encode_recommendation
-from stream.recommend import Incoming, Policy, UserState, is_expired, is_idle, process_batch
+from stream.worker.recommend import Incoming, Policy, UserState, is_expired, is_idle, process_batch
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def register(worker) -> None:
                     exclude_clicked=config.exclude_clicked)
     watermark: dict[int, float] = {}  # partition -> latest event time seen (sweep clock)
     worker.last_batch = time.monotonic()  # /health tells a stalled consumer by it
-    from stream.web import register_pages
+    from stream.worker.web import register_pages
     register_pages(worker)
 
     def load(user_id: str) -> UserState | None:

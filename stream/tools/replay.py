@@ -1,7 +1,7 @@
 """Replay a real interaction log into the clicks topic, in event-time order.
 
-    python -m stream.replay --rate 200 --limit 5000            # data/movielens.csv.gz
-    python -m stream.replay --data data/yoochoose-sample.csv --session-ends
+    python -m stream.tools.replay --rate 200 --limit 5000            # data/movielens.csv.gz
+    python -m stream.tools.replay --data data/yoochoose-sample.csv --session-ends
 
     n = replay(config, "data/movielens.csv.gz", limit=500)      # from tests and the demo
 
@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from hiertcn.errors import HierTCNError
+from stream.admin import check_connection
 from stream.config import StreamConfig
 from stream.errors import BrokerError, StreamError
 from stream.records import encode_click
@@ -129,7 +130,7 @@ def _produce_all(config: StreamConfig, events: pd.DataFrame, topic: str, *, rate
     from confluent_kafka import Producer
     from tqdm import tqdm
 
-    config.check_connection(timeout)  # a refused login or bad certificate, in one line
+    check_connection(config.confluent_settings(), timeout)  # a refused login or bad certificate, in one line
     deliveries = _Deliveries()
     producer = Producer({**config.confluent_settings(), **PRODUCER_SETTINGS,
                          "message.timeout.ms": int(timeout * 1000),  # fail, never hang
@@ -223,11 +224,11 @@ def _create_topic(config: StreamConfig, topic: str, timeout: float) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m stream.replay",
+        prog="python -m stream.tools.replay",
         description="Replay a real interaction log into the clicks topic in event-time "
         "order, keyed by user id, as click JSON (see stream/records.py). The broker comes "
         "from --bootstrap-servers, $KAFKA_BOOTSTRAP_SERVERS, or a running "
-        "`python -m stream.localkafka start`; security from the HIERTCN_* variables "
+        "`python -m stream.tools.localkafka start`; security from the HIERTCN_* variables "
         "(stream/config.py).")
     ap.add_argument("--data", default=str(DEFAULT_DATA),
                     help="interaction log (default: %(default)s)")
@@ -254,10 +255,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def with_local_broker(config: StreamConfig) -> StreamConfig:
-    """No broker configured: use the local one if `stream.localkafka start` runs."""
+    """No broker configured: use the local one if `stream.tools.localkafka start` runs."""
     if config.bootstrap_servers:
         return config
-    from stream import localkafka
+    from stream.tools import localkafka
 
     broker = localkafka.status()
     return config.with_bootstrap(broker.bootstrap) if broker else config

@@ -9,7 +9,7 @@ import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream import metrics
+from stream.worker import metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,12 @@
-"""Fail fast on a broker that cannot be used: one metadata round trip before a tool
-(or the Faust worker) starts, turning librdkafka's endless reconnect loop into one
-clear line.
+"""Talking to a cluster as its admin: topics, and a preflight check. Used by the
+worker's `topics` command, the worker at start, and the tools.
 
     check_connection(config.confluent_settings(), timeout=10)   # or raises BrokerError
+    ensure_topics(config)                                       # clicks, outputs, DLQ
+
+The preflight fails fast on a broker that cannot be used: one metadata round trip
+before a tool (or the Faust worker) starts, turning librdkafka's endless reconnect
+loop into one clear line.
 
 librdkafka reports a refused login only through the error callback (`_AUTHENTICATION`,
 "SASL authentication error: ...") and keeps retrying; a failed TLS handshake is `_SSL`.
@@ -16,8 +20,14 @@ import logging
 import time
 from typing import Mapping
 
+from stream.config import DLQ_MAX_BYTES, ENV, StreamConfig
 from stream.errors import AuthenticationError, BrokerError, TLSError
 
+log = logging.getLogger(__name__)
+
+# The dead-letter topic keeps a bad event's original bytes whole, base64 in JSON (4/3
+# of its size): a 1 MB payload, the broker's default limit on clicks, must fit there.
+DLQ_TOPIC_CONFIG = {"max.message.bytes": str(DLQ_MAX_BYTES)}
 
 
 class _Lines(logging.Handler):
@@ -33,14 +43,13 @@ class _Lines(logging.Handler):
             self.lines.append(record.getMessage())
 
     def logger(self) -> logging.Logger:
-        log = logging.Logger("stream.preflight.librdkafka")  # unregistered: private
+        log = logging.Logger("stream.admin.librdkafka")  # unregistered: private
         log.addHandler(self)
         log.propagate = False
         return log
 
 
 def _env(name: str) -> str:
-    from stream.config import ENV
     return ENV[name]
 
 
@@ -128,3 +137,87 @@ def check_connection(settings: Mapping, timeout: float = 10.0) -> None:
                         f"{protocol}? check {_env('security_protocol')}")
             raise BrokerError(f"cannot reach Kafka at {bootstrap} ({protocol}) within "
                               f"{timeout:g}s: {why}")
+
+
+# ---------------------------------------------------------------- topics
+
+
+def _admin(bootstrap: str, settings: Mapping[str, str] | None = None):
+    """`settings`: a client config with security (StreamConfig.confluent_settings())."""
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient({"bootstrap.servers": bootstrap, **(settings or {})})
+
+
+def _preflight(bootstrap: str, settings: Mapping[str, str] | None, timeout: float) -> None:
+    """Wrong credentials / CA / protocol: one BrokerError line instead of librdkafka
+    retrying until the admin request times out."""
+    check_connection({"bootstrap.servers": bootstrap, **(settings or {})}, min(timeout, 15.0))
+
+
+def create_topics(bootstrap: str, topics: Mapping[str, int],
+                  config: Mapping[str, str] | None = None, timeout: float = 30.0,
+                  settings: Mapping[str, str] | None = None) -> None:
+    """Create {name: partitions}; an existing topic is fine if its count matches.
+
+    A mismatch raises: faust silently mis-routes keys when a topic has fewer
+    partitions than the app expects, so it is better to fail here.
+    Returns once every topic's partitions have leaders (ready to produce to).
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic
+
+    _preflight(bootstrap, settings, timeout)
+    admin = _admin(bootstrap, settings)
+    new = [NewTopic(name, num_partitions=n, replication_factor=1, config=dict(config or {}))
+           for name, n in topics.items()]
+    for name, fut in admin.create_topics(new, request_timeout=timeout).items():
+        try:
+            fut.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise BrokerError(f"cannot create topic {name}: {exc.args[0].str()}") from exc
+    deadline = time.monotonic() + timeout
+    while True:
+        md = admin.list_topics(timeout=timeout).topics
+        known = {n: md[n].partitions for n in topics if n in md and not md[n].error}
+        wrong = {n: len(p) for n, p in known.items() if len(p) != topics[n]}
+        pending = [n for n in topics
+                   if n not in known or any(p.leader < 0 for p in known[n].values())]
+        if wrong:
+            raise BrokerError(f"topics exist with other partition counts: {wrong}, wanted {dict(topics)}")
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise BrokerError(f"topics not ready after {timeout:g}s: {sorted(pending)}")
+        time.sleep(0.1)
+
+
+def delete_topics(bootstrap: str, names: list[str] | tuple[str, ...],
+                  timeout: float = 30.0, settings: Mapping[str, str] | None = None) -> None:
+    """Delete topics; ones that do not exist are fine."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    if not names:
+        return
+    _preflight(bootstrap, settings, timeout)
+    admin = _admin(bootstrap, settings)  # keep a reference: a collected client cancels its futures
+    for name, fut in admin.delete_topics(list(names), request_timeout=timeout).items():
+        try:
+            fut.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise BrokerError(f"cannot delete topic {name}: {exc.args[0].str()}") from exc
+
+
+def ensure_topics(config: StreamConfig) -> None:
+    """The app's topics with `config.partitions` each (idempotent); the DLQ sized for
+    a whole original event."""
+    names = (config.clicks_topic, config.recommendations_topic, config.embeddings_topic)
+    settings = config.confluent_settings()
+    create_topics(config.bootstrap_servers, {n: config.partitions for n in names},
+                  settings=settings)
+    create_topics(config.bootstrap_servers, {config.dlq_topic: config.partitions},
+                  config=DLQ_TOPIC_CONFIG, settings=settings)
+    log.info("topics ready: %s, %s x %d partitions", ", ".join(names), config.dlq_topic,
+             config.partitions)

@@ -29,11 +29,11 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data" / "movielens.csv.gz"
 EXPORT = REPO / "artifacts" / "export"
 RUN = REPO / "runs" / "demo"
-log = logging.getLogger("stream.demo")
+log = logging.getLogger("stream.tools.demo")
 
 
 def main(args) -> None:
-    from stream import localkafka
+    from stream.tools import localkafka
     broker = localkafka.start(REPO / ".kafka" / "demo")
     print(f"[1/5] Kafka {broker.bootstrap} (log: {broker.log})")
     worker = None
@@ -100,7 +100,7 @@ def warm_up_producer_ids(config: StreamConfig) -> None:
     """On a fresh broker the first idempotent producer waits seconds for the
     transaction coordinator to load; pay that here, not in the demo's latencies."""
     from confluent_kafka import Producer
-    from stream.localkafka import create_topics
+    from stream.admin import create_topics
     create_topics(config.bootstrap_servers, {"demo-warmup": 1})
     p = Producer({**config.confluent_settings(), "enable.idempotence": True})
     p.produce("demo-warmup", b"warm-up")
@@ -118,8 +118,8 @@ def demo_users(n: int) -> list[str]:
 
 
 def show(config: StreamConfig, users: list[str], rate: float) -> None:
-    from stream.replay import load_events, replay
-    from stream.tail import format_line, load_titles
+    from stream.tools.replay import load_events, replay
+    from stream.tools.tail import format_line, load_titles
     titles = load_titles(DATA)
     expected = int((load_events(DATA, user_ids=users)["event"] == "click").sum())
     received: dict[str, list[dict]] = defaultdict(list)

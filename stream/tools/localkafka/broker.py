@@ -4,8 +4,8 @@ Tests and the demo need a broker that behaves like production, so this runs
 Apache Kafka's own jars (resolved from Maven Central via deploy/kafka/pom.xml,
 or taken from an unpacked release in $KAFKA_HOME) rather than an imitation.
 
-    python -m stream.localkafka start [--dir .kafka] [--port N]   # prints bootstrap
-    python -m stream.localkafka status|stop [--dir .kafka]
+    python -m stream.tools.localkafka start [--dir .kafka] [--port N]   # prints bootstrap
+    python -m stream.tools.localkafka status|stop [--dir .kafka]
 
     with running(dir) as broker:          # or: broker = start(dir); broker.stop()
         create_topics(broker.bootstrap, {"events": 2})
@@ -50,7 +50,7 @@ from typing import Iterator, Mapping
 from stream.errors import BrokerError
 
 KAFKA_VERSION = "3.9.1"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[3]
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 DEFAULT_DIR = REPO_ROOT / ".kafka"
 # Shared by every broker dir so the jars are resolved once per checkout.
@@ -556,79 +556,6 @@ def running(dir: Path | str = DEFAULT_DIR, port: int | None = None, **kw) -> Ite
             broker.stop()
 
 
-# ---------------------------------------------------------------- topics
-
-
-def _admin(bootstrap: str, settings: Mapping[str, str] | None = None):
-    """`settings`: a client config with security (StreamConfig.confluent_settings())."""
-    from confluent_kafka.admin import AdminClient
-
-    return AdminClient({"bootstrap.servers": bootstrap, **(settings or {})})
-
-
-def _preflight(bootstrap: str, settings: Mapping[str, str] | None, timeout: float) -> None:
-    """Wrong credentials / CA / protocol: one BrokerError line instead of librdkafka
-    retrying until the admin request times out."""
-    from stream.preflight import check_connection
-
-    check_connection({"bootstrap.servers": bootstrap, **(settings or {})}, min(timeout, 15.0))
-
-
-def create_topics(bootstrap: str, topics: Mapping[str, int],
-                  config: Mapping[str, str] | None = None, timeout: float = 30.0,
-                  settings: Mapping[str, str] | None = None) -> None:
-    """Create {name: partitions}; an existing topic is fine if its count matches.
-
-    A mismatch raises: faust silently mis-routes keys when a topic has fewer
-    partitions than the app expects, so it is better to fail here.
-    Returns once every topic's partitions have leaders (ready to produce to).
-    """
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import NewTopic
-
-    _preflight(bootstrap, settings, timeout)
-    admin = _admin(bootstrap, settings)
-    new = [NewTopic(name, num_partitions=n, replication_factor=1, config=dict(config or {}))
-           for name, n in topics.items()]
-    for name, fut in admin.create_topics(new, request_timeout=timeout).items():
-        try:
-            fut.result(timeout)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise BrokerError(f"cannot create topic {name}: {exc.args[0].str()}") from exc
-    deadline = time.monotonic() + timeout
-    while True:
-        md = admin.list_topics(timeout=timeout).topics
-        known = {n: md[n].partitions for n in topics if n in md and not md[n].error}
-        wrong = {n: len(p) for n, p in known.items() if len(p) != topics[n]}
-        pending = [n for n in topics
-                   if n not in known or any(p.leader < 0 for p in known[n].values())]
-        if wrong:
-            raise BrokerError(f"topics exist with other partition counts: {wrong}, wanted {dict(topics)}")
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            raise BrokerError(f"topics not ready after {timeout:g}s: {sorted(pending)}")
-        time.sleep(0.1)
-
-
-def delete_topics(bootstrap: str, names: list[str] | tuple[str, ...],
-                  timeout: float = 30.0, settings: Mapping[str, str] | None = None) -> None:
-    """Delete topics; ones that do not exist are fine."""
-    from confluent_kafka import KafkaError, KafkaException
-
-    if not names:
-        return
-    _preflight(bootstrap, settings, timeout)
-    admin = _admin(bootstrap, settings)  # keep a reference: a collected client cancels its futures
-    for name, fut in admin.delete_topics(list(names), request_timeout=timeout).items():
-        try:
-            fut.result(timeout)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise BrokerError(f"cannot delete topic {name}: {exc.args[0].str()}") from exc
-
-
 # ---------------------------------------------------------------- CLI
 
 
@@ -648,7 +575,7 @@ def _env_users() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m stream.localkafka",
+        prog="python -m stream.tools.localkafka",
         description=f"Run a real single-node Apache Kafka {KAFKA_VERSION} (KRaft) on 127.0.0.1. "
         "Jars come from Maven Central (deploy/kafka/pom.xml) or $KAFKA_HOME/libs; "
         "with $KAFKA_BOOTSTRAP_SERVERS set nothing is started.")

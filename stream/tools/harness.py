@@ -1,5 +1,7 @@
-"""Test kit for the stream: a small real model export over the MovieLens catalogue,
-worker processes on the real local broker, consumers, and the offline reference."""
+"""The harness around a worker process, shared by tests, benchmarks and the demo: a
+small random-weight export over the MovieLens catalogue (plumbing, not accuracy),
+`python -m stream.cli worker` in a subprocess, fresh topic names, and consumers that
+read outputs and changelogs back."""
 
 from __future__ import annotations
 
@@ -14,17 +16,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import orjson
 import torch
 from confluent_kafka import Consumer
 
 from hiertcn.checkpoint import export, save_checkpoint
 from hiertcn.data.loaders import load_interactions
-from hiertcn.inference import StreamModel
 from hiertcn.model import HierTCN, ModelConfig
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MOVIELENS = REPO / "data" / "movielens.csv.gz"
 
 
@@ -38,16 +38,6 @@ def make_export(where: Path) -> Path:
     save_checkpoint(where / "ckpt.pt", model, items, step=0, extra={})
     return export(where / "ckpt.pt", where / "export")
 
-
-def tiny_stream_model(where: Path, n_items: int) -> StreamModel:
-    """A tiny random HierTCN over items "i0".."i{n-1}", exported and loaded as the
-    worker loads it: for unit tests of the stream's pure code."""
-    torch.manual_seed(0)
-    model = HierTCN(ModelConfig(n_items=n_items, item_dim=8, channels=6, kernel_size=3,
-                                levels=2, gru_hidden=4, gru_layers=2, dropout=0.0)).eval()
-    save_checkpoint(where / "ckpt.pt", model, [f"i{k}" for k in range(n_items)], step=1,
-                    extra={})
-    return StreamModel.load(export(where / "ckpt.pt", where / "export"))
 
 
 def free_port() -> int:
@@ -189,22 +179,3 @@ def read_topic(bootstrap, topic, timeout=30.0) -> list[tuple[bytes, bytes | None
         return out
     finally:
         c.close()
-
-
-def offline_embeddings(model: StreamModel, events: list[dict], gap_s: float,
-                       max_len: int = 100) -> list[np.ndarray]:
-    """The model's own step-wise API over one user's clicks, with the session rules of
-    training: a new session after a gap > gap_s or max_len events."""
-    out, state, last_ts, length = [], model.model.initial_state(1), None, 0
-    with torch.no_grad():
-        for ev in events:
-            item = model.index_of.get(str(ev["item_id"]))
-            if item is None:
-                out.append(state.embedding[0].numpy().copy())
-                continue
-            if length and (ev["ts"] - last_ts > gap_s or length >= max_len):
-                state, length = model.model.end_session(state), 0
-            state = model.model.step(state, torch.tensor([item]))
-            last_ts, length = ev["ts"], length + 1
-            out.append(state.embedding[0].numpy().copy())
-    return out

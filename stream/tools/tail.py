@@ -1,6 +1,6 @@
 """Print recommendations as they arrive, one compact line each.
 
-    python -m stream.tail [--topic recommendations] [--from-beginning] [--max N] [--user U]
+    python -m stream.tools.tail [--topic recommendations] [--from-beginning] [--max N] [--user U]
                           [--titles data/movielens.csv.gz]
 
     2016-10-16 12:00:01  user=42  session=3  event=42:17  top: 318 | 296 | 593 | 2571 | 50  4.2ms
@@ -19,6 +19,7 @@ import uuid
 from typing import TextIO
 
 from hiertcn.errors import DataError, HierTCNError
+from stream.admin import check_connection
 from stream.config import StreamConfig
 from stream.errors import BadEvent, BrokerError, StreamError
 from stream.records import decode_recommendation
@@ -66,7 +67,7 @@ def tail(config: StreamConfig, topic: str | None = None, *, from_beginning: bool
     """Print recommendations from `topic` (default config.recommendations_topic) until
     `max_messages` were printed or none came for `idle_timeout` s; the count printed."""
     topic = topic or config.recommendations_topic
-    config.check_connection(timeout)  # a refused login or bad certificate, in one line
+    check_connection(config.confluent_settings(), timeout)  # a refused login or bad certificate, in one line
     consumer = _consumer(config, from_beginning)
     try:
         _subscribe(consumer, config, topic, timeout)
@@ -146,9 +147,9 @@ def _line(msg, user: str | None, titles: dict[str, str] | None) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m stream.tail",
+        prog="python -m stream.tools.tail",
         description="Pretty-print recommendations as they arrive: time, user, session, "
-        "event id, top-5 items, latency. Broker and security as for stream.replay.")
+        "event id, top-5 items, latency. Broker and security as for stream.tools.replay.")
     ap.add_argument("--topic", default=None,
                     help="topic to read (default: config recommendations_topic)")
     ap.add_argument("--from-beginning", action="store_true", help="start at the oldest message")
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     KAFKA_LOG.setLevel(logging.INFO if args.verbose else logging.CRITICAL)
     try:
-        from stream.replay import with_local_broker
+        from stream.tools.replay import with_local_broker
 
         config = with_local_broker(StreamConfig.resolve({
             "bootstrap_servers": args.bootstrap_servers, "recommendations_topic": args.topic}))

@@ -25,10 +25,10 @@ CONSUMER_LAG = Gauge("hiertcn_consumer_lag", "Clicks not yet committed by this w
                      "highwater - committed offset, per assigned partition", ["partition"])
 HELD_BACK = Counter("hiertcn_clicks_held_back_total",
                     "Clicks fetched across a rebalance that Faust would have delivered "
-                    "out of order, held back to be fetched again (stream/faust_fixes.py)",
+                    "out of order, held back to be fetched again (stream/worker/faust_fixes.py)",
                     ["why"])
 OFFSET_GAPS = Counter("hiertcn_offset_gaps_total",
                       "Jumps in clicks offsets Faust's consumer saw (it would skip the "
-                      "clicks between; see stream/faust_fixes.py)")
+                      "clicks between; see stream/worker/faust_fixes.py)")
 TABLE_KEYS = Gauge("hiertcn_table_keys", "Users held in a local table", ["table"])
 MODEL_INFO = Info("hiertcn_model", "Loaded model export")

@@ -1,9 +1,9 @@
 """The Faust app: topics, changelog-backed RocksDB tables, and the agent, built from
-one StreamConfig. `faust -A stream.app worker` (the Procfile) imports `app` from here;
+one StreamConfig. `faust -A stream.worker.app worker` (the Procfile) imports `app` from here;
 building it does no I/O: the model export is loaded when the worker starts.
 
 One table, `user_state` (key = user id, value raw bytes, never JSON lists of floats):
-a user's whole state in one row (stream/rows.py), so that a crash can never leave one
+a user's whole state in one row (stream/worker/rows.py), so that a crash can never leave one
 part of it newer than another. Its parts are the design's three:
 - session meta: orjson {model version, session id, last event time, length, clicked
   items, partition and offset of the last event applied, sessions rolled};
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import faust
 
-from stream import faust_fixes
+from stream.worker import faust_fixes
 from stream.config import DLQ_MAX_BYTES, StreamConfig
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def create_app(config: StreamConfig) -> Worker:
                     topic(config.recommendations_topic), topic(config.embeddings_topic),
                     topic(config.dlq_topic), tables)
     faust_fixes.install(app, config.clicks_topic)  # before it starts: no click skipped
-    from stream.agents import register  # the agent needs the Worker it belongs to
+    from stream.worker.agents import register  # the agent needs the Worker it belongs to
     register(worker)
     return worker
 

@@ -1,0 +1,5 @@
+import sys
+
+from stream.tools.localkafka.broker import main
+
+sys.exit(main())

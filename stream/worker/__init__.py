@@ -1,0 +1,1 @@
+"""The Faust worker: app, agent, pure recommendation step, state rows, web pages."""
