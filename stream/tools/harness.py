@@ -1,7 +1,9 @@
-"""The harness around a worker process, shared by tests, benchmarks and the demo: a
-small random-weight export over the MovieLens catalogue (plumbing, not accuracy),
-`python -m stream.cli worker` in a subprocess, fresh topic names, and consumers that
-read outputs and changelogs back."""
+"""The harness around worker processes, shared by tests, benchmarks and the demo: a
+random-weight model export (plumbing, not accuracy), `python -m stream.cli worker` (or
+any Faust app) in a subprocess with its log in a file, a free port, fresh topic names,
+and consumers that read outputs and changelogs back.
+
+Importing it is cheap (no torch): the local broker takes `free_port` from here."""
 
 from __future__ import annotations
 
@@ -15,29 +17,52 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import orjson
-import torch
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
-from hiertcn.checkpoint import export, save_checkpoint
-from hiertcn.data.loaders import load_interactions
-from hiertcn.model import HierTCN, ModelConfig
+from stream.errors import StreamError
 
 REPO = Path(__file__).resolve().parents[2]
 MOVIELENS = REPO / "data" / "movielens.csv.gz"
 
 
-def make_export(where: Path) -> Path:
-    """A small HierTCN (random weights: these tests check plumbing, not accuracy)
-    over every MovieLens item, exported exactly as `hiertcn export` does."""
-    items = sorted(set(load_interactions(MOVIELENS)["item"].astype(str)))
+class WorkerFailed(StreamError, AssertionError):
+    """A harnessed process exited, or was not ready in time; the message ends with its
+    log's tail. An AssertionError too, so a test fails on it rather than errors."""
+
+
+# ---------------------------------------------------------------- model exports
+
+
+def export_random_model(where: Path, items: list[str], config=None) -> Path:
+    """A HierTCN with random weights (seed 0) over `items`, exported exactly as
+    `hiertcn export` does; `config`: a ModelConfig (default: the full-size one)."""
+    import torch
+
+    from hiertcn.checkpoint import export, save_checkpoint
+    from hiertcn.model import HierTCN, ModelConfig
+
     torch.manual_seed(0)
-    model = HierTCN(ModelConfig(n_items=len(items), item_dim=16, channels=16, kernel_size=3,
-                                levels=3, gru_hidden=8, gru_layers=2, dropout=0.0)).eval()
+    model = HierTCN(config or ModelConfig(n_items=len(items))).eval()
     save_checkpoint(where / "ckpt.pt", model, items, step=0, extra={})
     return export(where / "ckpt.pt", where / "export")
 
+
+def make_export(where: Path) -> Path:
+    """A small HierTCN (random weights: tests and fault scenarios check plumbing, not
+    accuracy) over every MovieLens item."""
+    from hiertcn.data.loaders import load_interactions
+    from hiertcn.model import ModelConfig
+
+    items = sorted(set(load_interactions(MOVIELENS)["item"].astype(str)))
+    return export_random_model(where, items, ModelConfig(
+        n_items=len(items), item_dim=16, channels=16, kernel_size=3, levels=3, gru_hidden=8,
+        gru_layers=2, dropout=0.0))
+
+
+# ---------------------------------------------------------------- processes
 
 
 def free_port() -> int:
@@ -62,43 +87,69 @@ class Topics:
                 "--embeddings-topic", self.embeddings, "--dlq-topic", self.dlq]
 
 
-class WorkerProcess:
-    """`python -m stream.cli worker` as ops run it, in a subprocess."""
+class Process:
+    """A Python process (a worker, or any Faust app) started from the repository root,
+    stdout and stderr in `log`, `env` on top of this process's environment; `port`:
+    its web server, if it has one."""
 
-    def __init__(self, bootstrap, topics: Topics, app_id, export_dir, datadir, partitions=2,
-                 extra=()):
-        self.port = free_port()
-        self.datadir = Path(datadir)
-        self.log = self.datadir.with_suffix(f".{self.port}.log")
-        cmd = [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers", bootstrap,
-               "--app-id", app_id, "--partitions", str(partitions), "--export-dir",
-               str(export_dir), "--datadir", str(datadir), "--web-port", str(self.port),
-               "--batch-within-s", "0.02", *topics.options(), *extra]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=open(self.log, "wb"),
-                                     stderr=subprocess.STDOUT, env={**os.environ})
+    def __init__(self, cmd: list[str], log: Path, env: dict | None = None,
+                 port: int | None = None, host: str = "127.0.0.1"):
+        self.log, self.port, self.host = Path(log), port, host
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL,
+                                         env={**os.environ, **(env or {})})
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
-    def wait_ready(self, timeout=90.0) -> None:
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str = "ready") -> None:
+        """Poll `ready` until it says True; WorkerFailed if the process exits first or
+        `timeout` (s) passes."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(self.url("/ready/"), timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
+                raise WorkerFailed(f"{self.log.name}: exited {self.proc.returncode}:\n"
+                                   + self.tail())
+            if ready():
+                return
             time.sleep(0.3)
-        raise AssertionError(f"worker not ready after {timeout}s:\n{self.tail()}")
+        raise WorkerFailed(f"{self.log.name}: not {what} after {timeout:g}s:\n{self.tail()}")
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Until its /ready/ answers 200 (partitions assigned, tables recovered)."""
+        self.wait_until(self._answers_ready, timeout)
+
+    def _answers_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url("/ready/"), timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
 
     def metrics(self) -> str:
+        """Its /metrics/ page (Prometheus text); OSError if it does not answer."""
         with urllib.request.urlopen(self.url("/metrics/"), timeout=5) as r:
             return r.read().decode()
 
-    def stop(self, sig=signal.SIGTERM, timeout=30.0) -> int:
+    def counters(self) -> dict[str, float]:
+        """The hiertcn_* samples of /metrics/, summed over their labels (histograms:
+        _sum and _count, not the buckets); OSError if it does not answer."""
+        out: dict[str, float] = {}
+        for line in self.metrics().splitlines():
+            m = re.match(r"^(hiertcn_[a-z_]+)(\{[^}]*\})? ([0-9.eE+-]+)$", line)
+            if m and not m.group(1).endswith("_bucket"):
+                out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
+        return out
+
+    def terminate(self) -> None:
+        """SIGTERM without waiting: it shuts down while the caller gets on."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send `sig`, wait `timeout` s, then SIGKILL; the exit code (-9: killed)."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -108,7 +159,7 @@ class WorkerProcess:
                 self.proc.wait()
         return self.proc.returncode
 
-    def stacks(self, wait=3.0) -> str:
+    def stacks(self, wait: float = 3.0) -> str:
         """A live worker's thread stacks and asyncio tasks, from its log: what a stall
         is waiting on."""
         if self.proc.poll() is not None:
@@ -125,8 +176,39 @@ class WorkerProcess:
         return "\n".join(line for line in text.splitlines()
                          if not re.match(r"\s{4}\w+ = ", line))[:30000]
 
-    def tail(self, n=40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return "(no log)"
+
+
+class WorkerProcess(Process):
+    """`python -m stream.cli worker` as ops run it, in a subprocess.
+
+    `topics`, `app_id`, `partitions`: None leaves the option to the worker's own
+    config (environment, then default). `extra`: more worker options; `env`: more
+    environment (e.g. OMP_NUM_THREADS); `log`: default `<datadir>.<port>.log`;
+    `port`: default a free one; `batch_within_s`: the micro-batch wait, short by
+    default so tests answer fast, None for the worker's own default."""
+
+    def __init__(self, bootstrap: str, topics: Topics | None, app_id: str | None,
+                 export_dir, datadir, partitions: int | None = 2, extra=(), *,
+                 env: dict | None = None, log: Path | None = None, port: int | None = None,
+                 host: str = "127.0.0.1", batch_within_s: float | None = 0.02):
+        self.datadir = Path(datadir)
+        port = port or free_port()
+        cmd = [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers", bootstrap,
+               "--export-dir", str(export_dir), "--datadir", str(datadir),
+               "--web-port", str(port)]
+        if app_id is not None:
+            cmd += ["--app-id", app_id]
+        if partitions is not None:
+            cmd += ["--partitions", str(partitions)]
+        if batch_within_s is not None:
+            cmd += ["--batch-within-s", str(batch_within_s)]
+        cmd += [*(topics.options() if topics else ()), *extra]
+        super().__init__(cmd, log or self.datadir.with_suffix(f".{port}.log"), env, port, host)
 
 
 def consume(bootstrap, topic, n, timeout=60.0, group=None, settings=None, raw=False,
@@ -158,7 +240,6 @@ def consume(bootstrap, topic, n, timeout=60.0, group=None, settings=None, raw=Fa
 def read_topic(bootstrap, topic, timeout=30.0) -> list[tuple[bytes, bytes | None]]:
     """Every (key, value) in the topic now, up to each partition's end; value None is a
     tombstone."""
-    from confluent_kafka import TopicPartition
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-all-{time.time()}",
                   "enable.auto.commit": False})
     try:

@@ -1,8 +1,11 @@
-"""A real single-node Apache Kafka (KRaft, broker+controller) on loopback.
+"""A real single-node Apache Kafka (KRaft, broker+controller) on loopback: its
+lifecycle (format, start, wait until it answers, status, stop).
 
 Tests and the demo need a broker that behaves like production, so this runs
-Apache Kafka's own jars (resolved from Maven Central via deploy/kafka/pom.xml,
-or taken from an unpacked release in $KAFKA_HOME) rather than an imitation.
+Apache Kafka's own jars (jars.py: Maven Central via deploy/kafka/pom.xml, or an
+unpacked release in $KAFKA_HOME) rather than an imitation. Its configuration files
+are written by properties.py, its TLS certificates made by tls.py; the command line
+is __main__.py.
 
     python -m stream.tools.localkafka start [--dir .kafka] [--port N]   # prints bootstrap
     python -m stream.tools.localkafka status|stop [--dir .kafka]
@@ -29,7 +32,6 @@ even with $KAFKA_BOOTSTRAP_SERVERS set.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import json
@@ -39,8 +41,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -48,24 +48,18 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from stream.errors import BrokerError
+from stream.tools.harness import free_port
+from stream.tools.localkafka.jars import resolve_jars
+from stream.tools.localkafka.properties import (LOG_FILE, SECURITY_MODES, check_credential,
+                                                format_args, write_config)
+from stream.tools.localkafka.tls import TLS_DIR
 
-KAFKA_VERSION = "3.9.1"
 REPO_ROOT = Path(__file__).resolve().parents[3]
-POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 DEFAULT_DIR = REPO_ROOT / ".kafka"
-# Shared by every broker dir so the jars are resolved once per checkout.
-DEFAULT_LIBS = DEFAULT_DIR / "libs"
 STATE_FILE = "broker.json"
-LOG_FILE = "server.log"  # log4j output of the broker
 OUT_FILE = "kafka.out"  # the JVM's own stdout/stderr (crashes before log4j is up)
 JVM_HEAP = "-Xms128m -Xmx512m"
-
-# security mode -> Kafka security protocol of its listener (and the listener's name)
-SECURITY_MODES = {"plaintext": "PLAINTEXT", "sasl": "SASL_PLAINTEXT", "ssl": "SSL",
-                  "sasl_ssl": "SASL_SSL"}
-SASL_BROKER_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 ADMIN_USER = "admin"  # the broker's own inter-broker identity on SASL listeners
-TLS_DIR = "tls"  # under the broker dir: ca.pem, broker.p12 (made by make_certs)
 
 
 @dataclass
@@ -130,58 +124,6 @@ class Broker:
         self.stop()
 
 
-# ---------------------------------------------------------------- jars
-
-
-def resolve_jars(libs: Path | None = None) -> Path:
-    """Return a directory of Kafka's runtime jars, fetching them on first use."""
-    home = os.environ.get("KAFKA_HOME")
-    if home:
-        path = Path(home) / "libs"
-        if not any(path.glob("kafka_2.*.jar")):
-            raise BrokerError(f"KAFKA_HOME={home} has no libs/kafka_2.*.jar")
-        return path
-    libs = Path(libs or DEFAULT_LIBS)
-    marker = libs / ".complete"
-    if marker.exists() and marker.read_text().strip() == KAFKA_VERSION:
-        return libs
-    if shutil.which("mvn") is None:
-        raise BrokerError(
-            "mvn not found: install Maven (jars come from Maven Central) "
-            "or set KAFKA_HOME to an unpacked Kafka release"
-        )
-    # Copy into a sibling temp dir and rename, so an interrupted download or two
-    # test sessions racing never leave a half-filled libs/ that looks complete.
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".libs-", dir=libs.parent))
-    try:
-        cmd = ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-               f"-DoutputDirectory={tmp}", f"-Dkafka.version={KAFKA_VERSION}"]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            tail = (res.stdout + res.stderr).strip().splitlines()[-5:]
-            raise BrokerError(f"mvn could not resolve Kafka jars: {' | '.join(tail)}")
-        (tmp / ".complete").write_text(KAFKA_VERSION)
-        shutil.rmtree(libs, ignore_errors=True)
-        try:
-            tmp.rename(libs)
-        except OSError:  # another process won the race; its copy is as good
-            if not marker.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return libs
-
-
-# ---------------------------------------------------------------- config
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _cluster_id(dir: Path) -> str:
     """Kafka's cluster id: 16 random bytes, url-safe base64, unpadded.
 
@@ -193,137 +135,6 @@ def _cluster_id(dir: Path) -> str:
         # it for an option)
         path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
     return path.read_text().strip()
-
-
-def _check_credential(kind: str, value: str) -> None:
-    # JAAS quotes values with "..."; --add-scram parses [name=..,password=..]
-    if not value or any(c in value for c in '"\\,=[]\n\r') or value != value.strip():
-        raise BrokerError(f"local broker: {kind} must be non-empty, without spaces around "
-                          "it and without any of \" \\ , = [ ] or newlines")
-
-
-def _jaas_plain(admin: tuple[str, str], users: Mapping[str, str]) -> str:
-    user_entries = " ".join(f'user_{u}="{p}"' for u, p in {admin[0]: admin[1], **users}.items())
-    return ("org.apache.kafka.common.security.plain.PlainLoginModule required "
-            f'username="{admin[0]}" password="{admin[1]}" {user_entries};')
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    res = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
-    if res.returncode != 0:
-        tail = (res.stdout + res.stderr).strip().splitlines()[-3:]
-        raise BrokerError(f"openssl {args[0]} failed: {' | '.join(tail)}")
-
-
-def make_certs(dir: Path | str, password: str) -> tuple[Path, Path]:
-    """A self-signed CA and a broker certificate for 127.0.0.1 / localhost signed by
-    it, with the openssl CLI: (ca.pem, broker.p12 keystore locked with `password`).
-    Kept in dir/tls: a restart of the same dir reuses them."""
-    tls = Path(dir) / TLS_DIR
-    ca, p12 = tls / "ca.pem", tls / "broker.p12"
-    if ca.exists() and p12.exists():
-        return ca, p12
-    if shutil.which("openssl") is None:
-        raise BrokerError("openssl not found: needed to make the local broker's TLS certificate")
-    tls.mkdir(parents=True, exist_ok=True)
-    (tls / "ca.ext").write_text(
-        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
-        "subjectKeyIdentifier=hash\n")
-    (tls / "broker.ext").write_text(
-        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
-        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
-    _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-             "ca.csr", "-subj", "/CN=hiertcn local test CA", cwd=tls)
-    _openssl("x509", "-req", "-in", "ca.csr", "-signkey", "ca.key", "-days", "30",
-             "-extfile", "ca.ext", "-out", "ca.tmp", cwd=tls)
-    _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "broker.key", "-out",
-             "broker.csr", "-subj", "/CN=localhost", cwd=tls)
-    _openssl("x509", "-req", "-in", "broker.csr", "-CA", "ca.tmp", "-CAkey", "ca.key",
-             "-set_serial", str(int.from_bytes(secrets.token_bytes(8), "big")), "-days", "30",
-             "-extfile", "broker.ext", "-out", "broker.pem", cwd=tls)
-    _openssl("pkcs12", "-export", "-in", "broker.pem", "-inkey", "broker.key", "-certfile",
-             "ca.tmp", "-name", "broker", "-out", "broker.tmp", "-passout", f"pass:{password}",
-             cwd=tls)
-    (tls / "broker.tmp").rename(p12)
-    (tls / "ca.tmp").rename(ca)  # last: its presence means the set is complete
-    return ca, p12
-
-
-def _security_props(dir: Path, modes: tuple[str, ...], admin: tuple[str, str],
-                    users: Mapping[str, str]) -> dict:
-    props: dict = {}
-    sasl = [m for m in modes if SECURITY_MODES[m].startswith("SASL_")]
-    if sasl:
-        props["sasl.enabled.mechanisms"] = ",".join(SASL_BROKER_MECHANISMS)
-        props["sasl.mechanism.inter.broker.protocol"] = "PLAIN"
-        for mode in sasl:
-            name = SECURITY_MODES[mode].lower()
-            props[f"listener.name.{name}.plain.sasl.jaas.config"] = _jaas_plain(admin, users)
-            for mech in SASL_BROKER_MECHANISMS[1:]:
-                props[f"listener.name.{name}.{mech.lower()}.sasl.jaas.config"] = \
-                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-    if any(SECURITY_MODES[m].endswith("SSL") for m in modes):
-        ca, p12 = make_certs(dir, admin[1])
-        props.update({"ssl.keystore.type": "PKCS12", "ssl.keystore.location": p12,
-                      "ssl.keystore.password": admin[1], "ssl.key.password": admin[1],
-                      # the broker is its own client (inter-broker listener)
-                      "ssl.truststore.type": "PEM", "ssl.truststore.location": ca,
-                      "ssl.client.auth": "none"})
-    return props
-
-
-def _write_config(dir: Path, port: int, controller_port: int,
-                  listeners: Mapping[str, int] | None = None,
-                  admin: tuple[str, str] | None = None,
-                  users: Mapping[str, str] | None = None) -> Path:
-    """`listeners`: security mode -> port (default: one PLAINTEXT listener on `port`)."""
-    listeners = dict(listeners or {"plaintext": port})
-    names = {mode: SECURITY_MODES[mode] for mode in listeners}  # listener name = protocol
-    client = ",".join(f"{names[m]}://127.0.0.1:{p}" for m, p in listeners.items())
-    protocol_map = ",".join(f"{n}:{n}" for n in names.values())
-    props = {
-        "node.id": 1,
-        "process.roles": "broker,controller",
-        "listeners": f"{client},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": client,
-        "listener.security.protocol.map": f"{protocol_map},CONTROLLER:PLAINTEXT",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": next(iter(names.values())),
-        # Static voter set: the ports may change between restarts of one dir.
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "log.dirs": str(dir / "data"),
-        # One node: internal topics cannot have more replicas than brokers.
-        "offsets.topic.replication.factor": 1,
-        "offsets.topic.num.partitions": 1,  # 50 by default: slow first group join
-        "transaction.state.log.replication.factor": 1,
-        "transaction.state.log.min.isr": 1,
-        "transaction.state.log.num.partitions": 1,
-        "min.insync.replicas": 1,
-        # Consumers (faust) join their group at once instead of waiting 3 s.
-        "group.initial.rebalance.delay.ms": 0,
-        "auto.create.topics.enable": "true",
-        "num.partitions": 1,
-        "default.replication.factor": 1,
-    }
-    if set(listeners) != {"plaintext"}:
-        props.update(_security_props(dir, tuple(listeners), admin, users or {}))
-    path = dir / "server.properties"
-    path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-    path.chmod(0o600)  # holds the users' passwords when security is on
-    (dir / "log4j.properties").write_text(
-        "log4j.rootLogger=INFO, file\n"
-        "log4j.appender.file=org.apache.log4j.FileAppender\n"
-        f"log4j.appender.file.File={dir / LOG_FILE}\n"
-        "log4j.appender.file.layout=org.apache.log4j.PatternLayout\n"
-        "log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
-        # The per-request and state-change chatter drowns out what matters.
-        "log4j.logger.kafka.request.logger=WARN\n"
-        "log4j.logger.state.change.logger=WARN\n"
-        "log4j.logger.org.apache.kafka.raft=WARN\n"
-    )
-    return path
-
 
 # ---------------------------------------------------------------- lifecycle
 
@@ -362,13 +173,6 @@ def _terminate(pid: int, proc: subprocess.Popen | None, timeout: float) -> None:
         proc.wait(timeout=5)  # reap, so no zombie outlives the test session
     if _alive(pid, proc):
         raise BrokerError(f"kafka pid {pid} survived SIGKILL")
-
-
-def _tail(path: Path, lines: int = 8) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return ""
 
 
 def wait_ready(bootstrap: str, timeout: float = 60.0, proc: subprocess.Popen | None = None,
@@ -445,18 +249,6 @@ def _admin_identity(dir: Path) -> tuple[str, str]:
     return ADMIN_USER, path.read_text().strip()
 
 
-def _format_args(modes: tuple[str, ...], admin: tuple[str, str],
-                 users: Mapping[str, str]) -> list[str]:
-    """SCRAM credentials for every user, written into the metadata log at format time."""
-    if not any(SECURITY_MODES[m].startswith("SASL_") for m in modes):
-        return []
-    out = []
-    for name, password in {admin[0]: admin[1], **users}.items():
-        for mech in SASL_BROKER_MECHANISMS[1:]:
-            out += ["--add-scram", f"{mech}=[name={name},password={password}]"]
-    return out
-
-
 def start(dir: Path | str = DEFAULT_DIR, port: int | None = None, *, timeout: float = 90.0,
           libs: Path | None = None, security: str | tuple[str, ...] = "plaintext",
           users: Mapping[str, str] | None = None) -> Broker:
@@ -468,8 +260,8 @@ def start(dir: Path | str = DEFAULT_DIR, port: int | None = None, *, timeout: fl
     modes = _modes(security)
     users = dict(users or {})
     for name, password in users.items():
-        _check_credential("a user name", name)
-        _check_credential(f"the password of {name!r}", password)
+        check_credential("a user name", name)
+        check_credential(f"the password of {name!r}", password)
     secured = modes != ("plaintext",)
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and not secured:
         broker = Broker(os.environ["KAFKA_BOOTSTRAP_SERVERS"])
@@ -489,10 +281,10 @@ def start(dir: Path | str = DEFAULT_DIR, port: int | None = None, *, timeout: fl
         raise BrokerError("java not found: Kafka 3.9 needs a JRE (11+, 17 recommended)")
     jars = resolve_jars(libs)
     dir.mkdir(parents=True, exist_ok=True)
-    port = port or _free_port()
-    ports = {mode: port if i == 0 else _free_port() for i, mode in enumerate(modes)}
+    port = port or free_port()
+    ports = {mode: port if i == 0 else free_port() for i, mode in enumerate(modes)}
     admin = _admin_identity(dir) if secured else None
-    config = _write_config(dir, port, _free_port(), ports, admin, users)
+    config = write_config(dir, port, free_port(), ports, admin, users)
     classpath = f"{jars}/*"
     jvm = [java, *os.environ.get("KAFKA_HEAP_OPTS", JVM_HEAP).split(),
            "-Djava.awt.headless=true", f"-Dlog4j.configuration=file:{dir / 'log4j.properties'}",
@@ -501,7 +293,7 @@ def start(dir: Path | str = DEFAULT_DIR, port: int | None = None, *, timeout: fl
     # --ignore-formatted: a restart in the same dir keeps its topics.
     fmt = subprocess.run(
         [*jvm, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-         f"--cluster-id={_cluster_id(dir)}", "-c", str(config), *_format_args(modes, admin, users)],
+         f"--cluster-id={_cluster_id(dir)}", "-c", str(config), *format_args(modes, admin, users)],
         capture_output=True, text=True)
     if fmt.returncode != 0:
         msg = (fmt.stdout + fmt.stderr).strip().splitlines()
@@ -554,67 +346,3 @@ def running(dir: Path | str = DEFAULT_DIR, port: int | None = None, **kw) -> Ite
     finally:
         if already is None:
             broker.stop()
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def _env_users() -> dict[str, str]:
-    """The one SASL user of `start --security ...`: the clients' own variables."""
-    from stream.config import ENV, SECRET_FILE_ENV
-
-    name = os.environ.get(ENV["sasl_username"])
-    password = os.environ.get(ENV["sasl_password"])
-    if not password and os.environ.get(SECRET_FILE_ENV["sasl_password"]):
-        try:
-            password = Path(os.environ[SECRET_FILE_ENV["sasl_password"]]).read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise BrokerError(f"cannot read ${SECRET_FILE_ENV['sasl_password']}: {exc.strerror}")
-    return {name: password} if name and password else {}
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m stream.tools.localkafka",
-        description=f"Run a real single-node Apache Kafka {KAFKA_VERSION} (KRaft) on 127.0.0.1. "
-        "Jars come from Maven Central (deploy/kafka/pom.xml) or $KAFKA_HOME/libs; "
-        "with $KAFKA_BOOTSTRAP_SERVERS set nothing is started.")
-    ap.add_argument("command", choices=["start", "stop", "status"])
-    ap.add_argument("--dir", default=str(DEFAULT_DIR),
-                    help="broker state, config, data and logs (default: %(default)s)")
-    ap.add_argument("--port", type=int, default=None, help="client port (default: a free one)")
-    ap.add_argument("--timeout", type=float, default=90.0, help="startup wait, seconds")
-    ap.add_argument("--security", default="plaintext",
-                    help="plaintext (default), sasl, ssl, sasl_ssl, or a comma list (one "
-                    "listener each); the SASL user is $HIERTCN_SASL_USERNAME with "
-                    "$HIERTCN_SASL_PASSWORD (or the file in $HIERTCN_SASL_PASSWORD_FILE)")
-    args = ap.parse_args(argv)
-    try:
-        if args.command == "start":
-            broker = start(args.dir, args.port, timeout=args.timeout,
-                           security=tuple(args.security.split(",")), users=_env_users())
-            print(broker.bootstrap)  # alone on stdout: BOOT=$(... start)
-            if broker.pid:
-                print(f"kafka pid {broker.pid}, log {broker.log}", file=sys.stderr)
-            for mode, where in broker.listeners.items():
-                if mode != "plaintext":
-                    print(f"{SECURITY_MODES[mode]} listener at {where}", file=sys.stderr)
-            if broker.cafile:
-                print(f"CA certificate: {broker.cafile} (HIERTCN_SSL_CAFILE)", file=sys.stderr)
-        elif args.command == "stop":
-            if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-                print("KAFKA_BOOTSTRAP_SERVERS is set: that broker is not ours to stop")
-            else:
-                print("stopped" if stop(args.dir) else "not running")
-        else:
-            broker = status(args.dir)
-            print(f"running at {broker.bootstrap} (pid {broker.pid})" if broker else "not running")
-            return 0 if broker else 1
-    except (BrokerError, KeyboardInterrupt) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
