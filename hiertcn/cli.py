@@ -16,13 +16,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hiertcn import bench
+from hiertcn.checkpoint import CHECKPOINT_FILE, export, load_checkpoint, save_checkpoint
 from hiertcn.data.cache import load_splits
 from hiertcn.data.loaders import FORMATS
 from hiertcn.data.sessions import SessionConfig
 from hiertcn.data.splits import SPLITS, SplitConfig
 from hiertcn.errors import ConfigError, DataError, HierTCNError
+from hiertcn.evaluate import evaluate
+from hiertcn.item_vectors import cooccurrence_vectors
 from hiertcn.losses import LOSSES, LossConfig
-from hiertcn.train import TrainConfig
+from hiertcn.model import KNOBS, ModelConfig, knob_problem
+from hiertcn.models import NEURAL_MODELS, TRAIN_DEFAULTS, build_model, model_config
+from hiertcn.train import TrainConfig, count_parameters, fit
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "movielens.csv.gz"
 log = logging.getLogger("hiertcn")
@@ -85,11 +91,62 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 
 def train_config(args) -> TrainConfig:
     """Options given on the command line > the model's defaults > TrainConfig's."""
-    from hiertcn.models import TRAIN_DEFAULTS
     names = {f.name for f in fields(TrainConfig)} - {"loss"}
     given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     return TrainConfig(loss=LossConfig(kind=args.loss),
                        **{**TRAIN_DEFAULTS.get(getattr(args, "model", ""), {}), **given})
+
+
+KNOB_HELP = {  # ModelConfig's knobs, as `hiertcn train --help` explains them
+    "item_dim": "item-embedding size, also the user embedding's",
+    "channels": "TCN width",
+    "kernel_size": "TCN kernel size",
+    "levels": "TCN residual blocks, the i-th with dilation 2^i",
+    "gru_hidden": "high-level GRU units per layer",
+    "gru_layers": "high-level GRU layers",
+    "dropout": "dropout in every TCN block",
+}
+HIERTCN_KINDS = ("hiertcn", "hiertcn_low")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model sizes (hiertcn and hiertcn_low)")
+    d = ModelConfig(n_items=1)
+    for name in KNOBS:
+        g.add_argument(option(name), metavar=type(getattr(d, name)).__name__.upper(),
+                       default=None, help=f"{KNOB_HELP[name]} (default: {getattr(d, name)})")
+
+
+def model_sizes(args) -> dict:
+    """The model knobs given on the command line, checked; each problem is an error
+    naming its option."""
+    defaults = ModelConfig(n_items=1)
+    sizes = {}
+    for name in KNOBS:
+        raw = getattr(args, name)
+        if raw is None:
+            continue
+        value = _parse(raw, type(getattr(defaults, name)))
+        problem = knob_problem(name, value)
+        if problem:
+            raise ConfigError(f"{option(name)}: {problem}")
+        sizes[name] = value
+    if sizes and args.model not in HIERTCN_KINDS:
+        raise ConfigError(f"{option(next(iter(sizes)))}: sizes HierTCN, not {args.model}: "
+                          f"drop it, or train --model hiertcn")
+    return sizes
+
+
+def option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse(raw: str, kind: type):
+    """int or float of `raw`; `raw` itself when it is not one (the check names it)."""
+    try:
+        return kind(raw)
+    except ValueError:
+        return raw
 
 
 # ---- commands ------------------------------------------------------------------------
@@ -101,13 +158,13 @@ def cmd_prepare(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from hiertcn.models import build_model
-    from hiertcn.checkpoint import save_checkpoint
-    from hiertcn.train import count_parameters, fit
-    parts, sess_cfg, split_cfg = load_data(args)
-    vectors, frozen = initial_item_vectors(args, parts["train"])
-    model = build_model(args.model, parts["train"].n_items, vectors, frozen)
+    sizes = model_sizes(args)
     config = train_config(args)
+    parts, sess_cfg, split_cfg = load_data(args)
+    n_items = parts["train"].n_items
+    item_dim = model_config(args.model, n_items, **sizes).item_dim
+    vectors = initial_item_vectors(args, parts["train"], item_dim)
+    model = build_model(args.model, n_items, vectors, args.item_vectors is not None, **sizes)
     resolved = {"model": args.model, "model_config": model.config.to_dict(),
                 "train": config.to_dict(), "session_config": sess_cfg.to_dict(),
                 "split_config": split_cfg.to_dict(), "data": str(args.data),
@@ -118,19 +175,19 @@ def cmd_train(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(resolved, indent=2))
     (out / "curve.json").write_text(json.dumps(result.curve, indent=2))
-    save_checkpoint(out / "checkpoint.pt", model, parts["train"].item_ids,
-                    step=result.best_epoch, extra={k: v for k, v in resolved.items()
-                                                   if k != "model_config"})
+    save_checkpoint(out / CHECKPOINT_FILE, model, parts["train"].item_ids,
+                    step=result.best_epoch, session=sess_cfg,
+                    extra={k: v for k, v in resolved.items()
+                           if k not in ("model_config", "session_config")})
     print(f"best epoch {result.best_epoch}: val " + format_metrics(result.best_val))
-    print(f"checkpoint: {out / 'checkpoint.pt'}")
+    print(f"checkpoint: {out / CHECKPOINT_FILE}")
 
 
 def cmd_evaluate(args) -> None:
-    from hiertcn.checkpoint import load_checkpoint
-    from hiertcn.evaluate import evaluate
     model, ckpt = load_checkpoint(args.checkpoint)
-    args.split = ckpt["split_config"]["kind"]  # evaluate on the split it was trained for
-    args.split_seed = ckpt["split_config"]["seed"]
+    if "split_config" in ckpt:  # evaluate on the split it was trained for
+        args.split = ckpt["split_config"]["kind"]
+        args.split_seed = ckpt["split_config"]["seed"]
     parts, _, _ = load_data(args)
     if list(parts["test"].item_ids) != ckpt["item_ids"]:
         raise DataError(f"{args.data} with these options gives another item catalogue than "
@@ -139,27 +196,25 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from hiertcn.checkpoint import export
     out = export(args.checkpoint, args.out)
     print(f"export written to {out}: " + (out / "meta.json").read_text().replace("\n", " "))
 
 
 def cmd_bench(args) -> None:
-    from hiertcn import bench
     bench.main(args)
 
 
-def initial_item_vectors(args, train) -> tuple[torch.Tensor | None, bool]:
-    """--item-vectors FILE: loaded and frozen; else --item-init cooc|random."""
+def initial_item_vectors(args, train, dim: int) -> torch.Tensor | None:
+    """(n_items, dim) from --item-vectors FILE (to be frozen), else --item-init cooc;
+    None for --item-init random."""
     if args.item_vectors:
-        return load_item_vectors(args.item_vectors, train.item_ids), True
+        return load_item_vectors(args.item_vectors, train.item_ids, dim)
     if args.item_init == "cooc":
-        from hiertcn.item_vectors import cooccurrence_vectors
-        return torch.from_numpy(cooccurrence_vectors(train, 128)), False
-    return None, False
+        return torch.from_numpy(cooccurrence_vectors(train, dim))
+    return None
 
 
-def load_item_vectors(path: Path, item_ids: np.ndarray) -> torch.Tensor:
+def load_item_vectors(path: Path, item_ids: np.ndarray, dim: int) -> torch.Tensor:
     """A .npz with `ids` (N,) and `vectors` (N, D): frozen item vectors, as the
     Pinterest variant of the released code uses."""
     try:
@@ -173,6 +228,9 @@ def load_item_vectors(path: Path, item_ids: np.ndarray) -> torch.Tensor:
     if missing:
         raise DataError(f"{path} has no vector for {len(missing)} items of the data, "
                         f"e.g. {missing[0]!r}")
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise DataError(f"{path} has vectors of shape {vectors.shape[1:]}, the model's "
+                        f"item table takes ({dim},): set --item-dim to match")
     return torch.from_numpy(vectors[[row[i] for i in item_ids]])
 
 
@@ -182,7 +240,6 @@ def format_metrics(m: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hiertcn.models import NEURAL_MODELS
     parser = argparse.ArgumentParser(prog="hiertcn", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -193,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model, early-stopped on validation MRR@20")
     add_data_options(p)
     add_train_options(p)
-    p.add_argument("--model", choices=NEURAL_MODELS, default="hiertcn")
+    add_model_options(p)
+    p.add_argument("--model", choices=NEURAL_MODELS, default="hiertcn",
+                   help="hiertcn_low: HierTCN without the high level (default: %(default)s)")
     p.add_argument("--item-vectors", type=Path, default=None,
                    help=".npz with ids and vectors: load item vectors frozen")
     p.add_argument("--item-init", choices=("cooc", "random"), default="cooc",
@@ -205,12 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="metrics on the test split (the only reader of it)")
     add_data_options(p)
-    p.add_argument("--checkpoint", type=Path, default=Path("runs/hiertcn/checkpoint.pt"))
+    p.add_argument("--checkpoint", type=Path, default=Path("runs/hiertcn"),
+                   help="a run folder of `hiertcn train --out`, or a checkpoint file, of "
+                        "any model (default: %(default)s)")
     p.set_defaults(run=cmd_evaluate)
 
-    p = sub.add_parser("export", help="write what the stream worker loads")
-    p.add_argument("--checkpoint", type=Path, default=Path("runs/hiertcn/checkpoint.pt"))
-    p.add_argument("--out", type=Path, default=Path("artifacts/export"))
+    p = sub.add_parser("export", help="write what the stream worker loads (HierTCN only)")
+    p.add_argument("--checkpoint", type=Path, default=Path("runs/hiertcn"),
+                   help="a run folder or checkpoint file of hiertcn or hiertcn_low "
+                        "(default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("artifacts/export"),
+                   help="export folder (default: %(default)s)")
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("bench", help="accuracy and training benchmarks -> benchmarks/results")

@@ -1,24 +1,19 @@
 """Next-item evaluation: every scored event of every user, ranked against all items.
 
-A recommender is anything with `predict_user(sessions, u) -> (E_u, n_items)` scores,
-where row i predicts the user's i-th event from the events before it only (the first
-event of a session from the long-term state alone). Rows of unscored sessions (the
+A recommender is anything with `predict_user(sessions, u) -> (E_u, n_items)` scores
+(`hiertcn.contract.Recommender`), where row i predicts the user's i-th event from the
+events before it only (the first event of a session from the long-term state alone). Rows of unscored sessions (the
 warm-up history of a time split) are computed but not counted.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import numpy as np
 from tqdm import tqdm
 
+from hiertcn.contract import Recommender
 from hiertcn.data.sessions import Sessions
 from hiertcn.metrics import metrics_from_ranks, ranks
-
-
-class Recommender(Protocol):
-    def predict_user(self, sessions: Sessions, u: int) -> np.ndarray: ...
 
 
 def user_events(sessions: Sessions, u: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,11 +1,16 @@
 """What the stream needs from a model export: batched step-wise inference over
-per-user states stored as compact float32 bytes, and top-K search with faiss.
+per-user states stored as compact float32 bytes, top-K search with faiss, and the
+session policy the model was trained under.
 
-A user's state is two blobs, so the stream can keep them in two tables:
+A user's model state is two blobs, which the stream stores in the user's one table
+row next to its session meta (stream/worker/rows.py):
 - `gru`: the long-term state h, (L*H,) float32, rolled once per session;
 - `window`: the current session: every TCN block's cached inputs, the running sum
   and count of projected items (for the session mean fed to the GRU), and the latest
   user embedding (so an event with an unknown item can still be answered).
+
+`StreamModel` loads an export and converts states; `BatchState` applies a
+micro-batch's clicks and session ends to unpacked states with the model's step API.
 """
 
 from __future__ import annotations
@@ -17,18 +22,42 @@ import faiss
 import numpy as np
 import torch
 
-from hiertcn.checkpoint import load_checkpoint
+from hiertcn.checkpoint import EXPORT_MODEL_FILE, SESSION_POLICY, load_hiertcn
 from hiertcn.errors import CheckpointError
 from hiertcn.model import HierTCN, StepState
 
 
+def export_session_config(export_dir: str | Path) -> dict:
+    """The session policy of an export, {"gap_s": int, "max_session_len": int}: the
+    `SessionConfig` fields its training data was cut with, which the stream applies."""
+    meta = _meta(Path(export_dir))
+    session = meta.get("session") or {}
+    if not set(SESSION_POLICY) <= set(session):
+        raise CheckpointError(f"{export_dir}/meta.json records no session policy (an old "
+                              f"export): export the checkpoint again with `hiertcn export`")
+    return {k: session[k] for k in SESSION_POLICY}
+
+
+def _meta(d: Path) -> dict:
+    if not (d / "meta.json").exists():
+        raise CheckpointError(f"no model export in {d}: run `hiertcn export` first")
+    try:
+        return json.loads((d / "meta.json").read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read {d / 'meta.json'}: {err}; export again "
+                              f"with `hiertcn export`") from None
+
+
 class StreamModel:
-    def __init__(self, model: HierTCN, item_ids: list[str], index: faiss.Index, version: str):
+    def __init__(self, model: HierTCN, item_ids: list[str], index: faiss.Index, version: str,
+                 session_policy: dict | None = None):
         self.model = model.eval()
         self.item_ids = item_ids
         self.index_of = {item: i for i, item in enumerate(item_ids)}
         self.index = index
         self.version = version
+        # {"gap_s", "max_session_len"} recorded in the export; None when built by hand
+        self.session_policy = session_policy
         c = model.config
         self._shapes = [(p.shape[1], p.shape[2]) for p in model.tcn.empty_past(1)]
         self._gru_size = c.gru_layers * c.gru_hidden
@@ -37,12 +66,11 @@ class StreamModel:
     @classmethod
     def load(cls, export_dir: str | Path) -> "StreamModel":
         d = Path(export_dir)
-        if not (d / "meta.json").exists():
-            raise CheckpointError(f"no model export in {d}: run `hiertcn export` first")
-        meta = json.loads((d / "meta.json").read_text())
-        model, _ = load_checkpoint(d / "model.pt")
+        meta = _meta(d)
+        model, _ = load_hiertcn(d / EXPORT_MODEL_FILE)
         index = faiss.read_index(str(d / "items.faiss"))
-        return cls(model, json.loads((d / "item_ids.json").read_text()), index, meta["version"])
+        return cls(model, json.loads((d / "item_ids.json").read_text()), index, meta["version"],
+                   export_session_config(d))
 
     @property
     def receptive_field(self) -> int:
@@ -79,16 +107,6 @@ class StreamModel:
     @torch.no_grad()
     def fresh(self, n: int) -> list[tuple[bytes, bytes]]:
         return self.pack(self.model.initial_state(n))
-
-    @torch.no_grad()
-    def end_sessions(self, blobs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        return self.pack(self.model.end_session(self.unpack(blobs)))
-
-    @torch.no_grad()
-    def step(self, blobs: list[tuple[bytes, bytes]], items: list[int]):
-        """Feed one known item per user; returns new blobs and embeddings (B, D)."""
-        state = self.model.step(self.unpack(blobs), torch.tensor(items, dtype=torch.long))
-        return self.pack(state), state.embedding.numpy()
 
     def embeddings(self, blobs: list[tuple[bytes, bytes]]) -> np.ndarray:
         """The latest embedding stored in each window blob (B, D), no model call."""

@@ -20,7 +20,28 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hiertcn.data.batches import Batch, queue_batches
+from hiertcn.data.sessions import Sessions
+from hiertcn.errors import ConfigError
+from hiertcn.item_table import item_table
 from hiertcn.losses import LossConfig, next_item_loss
+
+# The sizes `hiertcn train` exposes as options, and the smallest value each takes
+# (a kernel of 1 would see no past); `dropout` takes a number in [0, 1).
+KNOB_MINIMUM = {"item_dim": 1, "channels": 1, "kernel_size": 2, "levels": 1,
+                "gru_hidden": 1, "gru_layers": 1}
+KNOBS = (*KNOB_MINIMUM, "dropout")
+
+
+def knob_problem(name: str, value) -> str | None:
+    """What is wrong with `value` for the knob `name`, or None when it is fine."""
+    if name == "dropout":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+        return None if ok else f"expected a number >= 0 and < 1, got {value}"
+    low = KNOB_MINIMUM[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        return f"expected an integer >= {low}, got {value}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -35,6 +56,14 @@ class ModelConfig:
     dropout: float = 0.1
     high_level: bool = True  # False: the "hiertcn_low" ablation (no long-term state)
     freeze_items: bool = False  # True when item vectors are loaded from a file
+
+    def __post_init__(self):
+        if self.n_items < 1:
+            raise ConfigError(f"n_items: expected >= 1, got {self.n_items}")
+        for name in KNOBS:
+            problem = knob_problem(name, getattr(self, name))
+            if problem:
+                raise ConfigError(f"{name}: {problem}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -145,19 +174,6 @@ class SessionGRU(nn.Module):
 
 
 @dataclass
-class Batch:
-    """S consecutive sessions of each of B users (queues); see hiertcn/data/batches.py."""
-
-    items: torch.Tensor  # (B, S, T) long, -1 = padding
-    reset: torch.Tensor  # (B, S) bool: a new user starts here, so h restarts from zero
-    valid: torch.Tensor  # (B, S) bool: the session exists (queues run dry at the end)
-
-    @property
-    def mask(self) -> torch.Tensor:
-        return self.items >= 0  # (B, S, T)
-
-
-@dataclass
 class StepState:
     """The stream's per-user state for B users, batched. After `open_session` the
     start token has been fed, so `embedding` always predicts the next click."""
@@ -173,11 +189,7 @@ class HierTCN(nn.Module):
     def __init__(self, config: ModelConfig, item_vectors: torch.Tensor | None = None):
         super().__init__()
         self.config = c = config
-        self.items = nn.Embedding(c.n_items, c.item_dim)
-        nn.init.normal_(self.items.weight, std=c.item_dim ** -0.5)
-        if item_vectors is not None:
-            self.items.weight.data.copy_(item_vectors)
-        self.items.weight.requires_grad_(not c.freeze_items)
+        self.items = item_table(c.n_items, c.item_dim, item_vectors, c.freeze_items)
         self.project = nn.Linear(c.item_dim, c.channels, bias=False)
         self.start = nn.Parameter(torch.zeros(c.channels))
         self.gru = SessionGRU(c.channels, c.gru_hidden, c.gru_layers) if c.high_level else None
@@ -229,10 +241,10 @@ class HierTCN(nn.Module):
         """Inner product with every item: (..., D) -> (..., N)."""
         return u @ self.items.weight.T
 
-    # ---- the contract shared with the baselines: trainer and evaluator -----------
+    # ---- the contract of hiertcn/contract.py: trainer and evaluator ---------------
 
-    def train_batches(self, sessions, n_queues: int, sessions_per_batch: int, rng):
-        from hiertcn.data.batches import queue_batches  # the data layer imports Batch
+    def train_batches(self, sessions: Sessions, n_queues: int, sessions_per_batch: int,
+                      rng: np.random.Generator):
         return queue_batches(sessions, n_queues, sessions_per_batch, rng)
 
     def loss(self, batch: Batch, carry, config: LossConfig):
@@ -243,9 +255,8 @@ class HierTCN(nn.Module):
         return next_item_loss(u, targets, self.items.weight, config), len(targets), h
 
     @torch.no_grad()
-    def predict_user(self, sessions, u: int) -> np.ndarray:
+    def predict_user(self, sessions: Sessions, u: int) -> np.ndarray:
         """Scores (E_u, N) for each of user u's events, all sessions in one batch."""
-        from hiertcn.data.batches import queue_batches
         one = sessions.select_users(np.array([u]))
         batch = next(queue_batches(one, 1, one.n_sessions, np.random.default_rng(0)))
         emb, _ = self.encode(batch, self.zero_state(1))  # (E_u, D)

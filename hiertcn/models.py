@@ -1,13 +1,28 @@
-"""The neural models the trainer can build, by name, for the CLI and the benchmarks.
-Explicit imports, no registry: this is the one place that maps a name to a class."""
+"""The neural models by name, for the CLI, the benchmarks and checkpoints. Explicit
+imports, no registry: `KINDS` is the one place that maps a name to a class and its
+config. "hiertcn_low" is HierTCN without its high level (`high_level=False`)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
+from hiertcn.baselines.flat_tcn import FlatTCN, FlatTCNConfig
+from hiertcn.baselines.gru4rec import GRU4Rec, GRU4RecConfig
+from hiertcn.baselines.hrnn import HRNN, HRNNConfig
+from hiertcn.contract import NeuralModel
+from hiertcn.errors import ConfigError
 from hiertcn.model import HierTCN, ModelConfig
 
-NEURAL_MODELS = ("hiertcn", "hiertcn_low", "gru4rec", "hrnn", "tcn")
+KINDS = {  # kind -> (model class, its config class)
+    "hiertcn": (HierTCN, ModelConfig),
+    "hiertcn_low": (HierTCN, ModelConfig),
+    "gru4rec": (GRU4Rec, GRU4RecConfig),
+    "hrnn": (HRNN, HRNNConfig),
+    "tcn": (FlatTCN, FlatTCNConfig),
+}
+NEURAL_MODELS = tuple(KINDS)
 
 # Training settings that differ per model, tuned on validation (MovieLens, user split).
 # The hierarchical models take whole sessions per batch, ~100x the events of one
@@ -19,27 +34,52 @@ TRAIN_DEFAULTS = {
 }
 
 
+def model_config(name: str, n_items: int, frozen: bool = False, **sizes):
+    """The config of model `name`: its defaults, then `sizes` (config fields, e.g.
+    kernel_size=3); a field the model does not have is a ConfigError."""
+    _, config_cls = _kind(name)
+    fixed = {"n_items": n_items, "freeze_items": frozen}
+    if config_cls is ModelConfig:
+        fixed["high_level"] = name == "hiertcn"
+    unknown = sorted(set(sizes) - {f.name for f in dataclasses.fields(config_cls)})
+    if unknown:
+        raise ConfigError(f"{name} has no setting {unknown[0]!r}")
+    return config_cls(**{**sizes, **fixed})
+
+
 def build_model(name: str, n_items: int, item_vectors: torch.Tensor | None = None,
-                frozen: bool = False):
-    """`item_vectors` (n_items, 128) start the item table; `frozen` keeps them fixed."""
-    model = _new(name, n_items, frozen)
-    if item_vectors is not None:
-        model.items.weight.data.copy_(item_vectors)
-    model.items.weight.requires_grad_(not frozen)
-    return model
+                frozen: bool = False, **sizes) -> NeuralModel:
+    """A new model `name`; `item_vectors` (n_items, item_dim) start the item table,
+    `frozen` keeps them fixed; `sizes` as in `model_config`."""
+    model_cls, _ = _kind(name)
+    return model_cls(model_config(name, n_items, frozen, **sizes), item_vectors)
 
 
-def _new(name: str, n_items: int, frozen: bool):
-    if name in ("hiertcn", "hiertcn_low"):
-        return HierTCN(ModelConfig(n_items=n_items, high_level=name == "hiertcn",
-                                   freeze_items=frozen))
-    if name == "gru4rec":
-        from hiertcn.baselines.gru4rec import GRU4Rec, GRU4RecConfig
-        return GRU4Rec(GRU4RecConfig(n_items=n_items))
-    if name == "hrnn":
-        from hiertcn.baselines.hrnn import HRNN, HRNNConfig
-        return HRNN(HRNNConfig(n_items=n_items))
-    if name == "tcn":
-        from hiertcn.baselines.flat_tcn import FlatTCN, FlatTCNConfig
-        return FlatTCN(FlatTCNConfig(n_items=n_items))
-    raise ValueError(f"unknown model {name!r}; choose from {NEURAL_MODELS}")
+def model_from_config(name: str, config: dict) -> NeuralModel:
+    """A model of kind `name` with the saved `config.to_dict()` (weights not loaded).
+    Raises ConfigError when the config is not one of that kind."""
+    model_cls, config_cls = _kind(name)
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(config) - names)
+    if unknown:
+        raise ConfigError(f"a {name} config has no field {unknown[0]!r}")
+    try:
+        return model_cls(config_cls(**config))
+    except TypeError as err:  # a required field is missing
+        raise ConfigError(f"not a {name} config: {err}") from None
+
+
+def model_kind(model: NeuralModel) -> str:
+    """The name `model` is saved under: the inverse of `KINDS`."""
+    if isinstance(model, HierTCN):
+        return "hiertcn" if model.config.high_level else "hiertcn_low"
+    for name, (model_cls, _) in KINDS.items():
+        if type(model) is model_cls:
+            return name
+    raise ConfigError(f"{type(model).__name__} is not one of {', '.join(KINDS)}")
+
+
+def _kind(name: str):
+    if name not in KINDS:
+        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(KINDS)}")
+    return KINDS[name]

@@ -1,8 +1,7 @@
 """One trainer for every neural model (HierTCN, its ablation, GRU4Rec, HRNN, flat TCN).
 
-A model brings `train_batches(sessions, n_queues, sessions_per_batch, rng)`,
-`loss(batch, carry, loss_config) -> (loss, n_events, carry)` and
-`predict_user(sessions, u)`; the trainer owns the loop: background batch production,
+A model meets `hiertcn.contract.NeuralModel` (its own batches, loss and
+`predict_user`); the trainer owns the loop: background batch production,
 Adam, gradient clipping, validation every epoch, early stopping on MRR@20, and the
 figures the benchmarks report (events/s, peak tensor memory, the learning curve).
 """
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from hiertcn.contract import NeuralModel
 from hiertcn.data.batches import Prefetcher
 from hiertcn.data.sessions import Sessions
 from hiertcn.errors import ConfigError
@@ -79,7 +79,7 @@ class _SavedTensorMeter:
         self.current, self._seen = 0, set()
 
 
-def fit(model: torch.nn.Module, train: Sessions, val: Sessions, config: TrainConfig,
+def fit(model: NeuralModel, train: Sessions, val: Sessions, config: TrainConfig,
         name: str = "model", progress: bool = True) -> TrainResult:
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -114,7 +114,8 @@ def fit(model: torch.nn.Module, train: Sessions, val: Sessions, config: TrainCon
                        peak_tensor_mb=(state_bytes + meter.peak) / 2 ** 20)
 
 
-def _run_epoch(model, train, config, optim, rng, meter, desc, progress):
+def _run_epoch(model: NeuralModel, train: Sessions, config: TrainConfig, optim, rng, meter,
+               desc: str, progress: bool):
     batches = Prefetcher(lambda: model.train_batches(
         train, config.batch_size, config.sessions_per_batch, rng))
     carry, total_loss, total_events = None, 0.0, 0
@@ -144,7 +145,7 @@ def _detach(carry):
     return type(carry)(_detach(c) for c in carry)
 
 
-def count_parameters(model: torch.nn.Module, include_items: bool = False) -> int:
+def count_parameters(model: NeuralModel, include_items: bool = False) -> int:
     """Parameters outside the item table (shared by every model) unless asked."""
     return sum(p.numel() for n, p in model.named_parameters()
                if include_items or not n.startswith("items."))

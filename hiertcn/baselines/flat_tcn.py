@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from hiertcn.data.sessions import Sessions
+from hiertcn.item_table import item_table
 from hiertcn.losses import LossConfig, next_item_loss
 from hiertcn.model import SessionTCN
 
@@ -44,6 +45,7 @@ class FlatTCNConfig:
     levels: int = 9  # sized to HierTCN's parameter budget (module docstring)
     dropout: float = 0.1
     max_len: int | None = None  # training only: None keeps whole histories
+    freeze_items: bool = False  # True when item vectors are loaded from a file
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -85,11 +87,10 @@ def history_batches(sessions: Sessions, n_users: int, rng: np.random.Generator,
 
 
 class FlatTCN(nn.Module):
-    def __init__(self, config: FlatTCNConfig):
+    def __init__(self, config: FlatTCNConfig, item_vectors: torch.Tensor | None = None):
         super().__init__()
         self.config = c = config
-        self.items = nn.Embedding(c.n_items, c.item_dim)
-        nn.init.normal_(self.items.weight, std=c.item_dim ** -0.5)  # as HierTCN
+        self.items = item_table(c.n_items, c.item_dim, item_vectors, c.freeze_items)
         self.project = nn.Linear(c.item_dim, c.channels, bias=False)
         self.start = nn.Parameter(torch.zeros(c.channels))
         self.tcn = SessionTCN(c.channels, c.channels, c.kernel_size, c.levels, c.dropout)
@@ -105,7 +106,7 @@ class FlatTCN(nn.Module):
         inp = torch.cat([start, x[:, :-1]], dim=1)  # (B, T, C) shifted right
         return self.out(self.tcn(inp))
 
-    # ---- the contract shared with HierTCN: trainer and evaluator -----------------
+    # ---- the contract of hiertcn/contract.py: trainer and evaluator ---------------
 
     def train_batches(self, sessions: Sessions, n_queues: int, sessions_per_batch: int, rng):
         return history_batches(sessions, n_queues, rng, self.config.max_len)

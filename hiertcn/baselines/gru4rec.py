@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 
 from hiertcn.data.sessions import Sessions
+from hiertcn.item_table import item_table
 from hiertcn.losses import LossConfig, next_item_loss
 
 
@@ -47,6 +48,7 @@ class GRU4RecConfig:
     hidden: int = 432  # sized to HierTCN's parameter budget (module docstring)
     layers: int = 1
     dropout: float = 0.1  # on the GRU output (and between layers when layers > 1)
+    freeze_items: bool = False  # True when item vectors are loaded from a file
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,11 +125,10 @@ def shifted_sessions(sessions: Sessions, ss: range) -> tuple[torch.Tensor, torch
 # ---- the model ---------------------------------------------------------------------
 
 class GRU4Rec(nn.Module):
-    def __init__(self, config: GRU4RecConfig):
+    def __init__(self, config: GRU4RecConfig, item_vectors: torch.Tensor | None = None):
         super().__init__()
         self.config = c = config
-        self.items = nn.Embedding(c.n_items, c.item_dim)
-        nn.init.normal_(self.items.weight, std=c.item_dim ** -0.5)  # as HierTCN
+        self.items = item_table(c.n_items, c.item_dim, item_vectors, c.freeze_items)
         self.start = nn.Parameter(torch.zeros(c.item_dim))
         self.gru = nn.GRU(c.item_dim, c.hidden, c.layers, batch_first=True,
                           dropout=c.dropout if c.layers > 1 else 0.0)
@@ -147,7 +148,7 @@ class GRU4Rec(nn.Module):
         y, h = self.gru(self.embed(inputs), h)  # (B, T, H)
         return self.out(self.dropout(y)), h
 
-    # ---- the contract shared with HierTCN: trainer and evaluator -----------------
+    # ---- the contract of hiertcn/contract.py: trainer and evaluator ---------------
 
     def train_batches(self, sessions: Sessions, n_queues: int, sessions_per_batch: int, rng):
         return step_batches(sessions, sessions.session_offsets, n_queues, rng)

@@ -31,6 +31,7 @@ import torch.nn as nn
 
 from hiertcn.baselines.gru4rec import StepBatch, step_batches
 from hiertcn.data.sessions import Sessions
+from hiertcn.item_table import item_table
 from hiertcn.losses import LossConfig, next_item_loss
 
 
@@ -41,17 +42,17 @@ class HRNNConfig:
     session_hidden: int = 256  # Hs; with Hu sized to HierTCN's budget (docstring)
     user_hidden: int = 256  # Hu
     dropout: float = 0.1  # on the session GRU's output
+    freeze_items: bool = False  # True when item vectors are loaded from a file
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class HRNN(nn.Module):
-    def __init__(self, config: HRNNConfig):
+    def __init__(self, config: HRNNConfig, item_vectors: torch.Tensor | None = None):
         super().__init__()
         self.config = c = config
-        self.items = nn.Embedding(c.n_items, c.item_dim)
-        nn.init.normal_(self.items.weight, std=c.item_dim ** -0.5)  # as HierTCN
+        self.items = item_table(c.n_items, c.item_dim, item_vectors, c.freeze_items)
         self.start = nn.Parameter(torch.zeros(c.item_dim))
         # nn.GRU rather than a cell: one step in training, a whole session in predict
         self.session_gru = nn.GRU(c.item_dim, c.session_hidden, batch_first=True)
@@ -79,7 +80,7 @@ class HRNN(nn.Module):
         y, s = self.session_gru(self.embed(inputs), s[None])  # (B, T, Hs), (1, B, Hs)
         return self.out(self.dropout(y)), s[0]
 
-    # ---- the contract shared with HierTCN: trainer and evaluator -----------------
+    # ---- the contract of hiertcn/contract.py: trainer and evaluator ---------------
 
     def train_batches(self, sessions: Sessions, n_queues: int, sessions_per_batch: int, rng):
         user_events = sessions.session_offsets[sessions.user_offsets]  # (n_users + 1,)

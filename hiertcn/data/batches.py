@@ -8,6 +8,8 @@ history (the flat TCN), a batch holds only B x S sessions, whatever the history 
 
 `Prefetcher` builds batches on a background thread into a bounded queue, so the
 trainer never waits on numpy padding.
+
+`Batch` lives here, with the data that fills it; the model imports it from here.
 """
 
 from __future__ import annotations
@@ -15,13 +17,26 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from hiertcn.data.sessions import Sessions
-from hiertcn.model import Batch
+
+
+@dataclass
+class Batch:
+    """S consecutive sessions of each of B users (queues), as `queue_batches` makes them."""
+
+    items: torch.Tensor  # (B, S, T) long, -1 = padding
+    reset: torch.Tensor  # (B, S) bool: a new user starts here, so h restarts from zero
+    valid: torch.Tensor  # (B, S) bool: the session exists (queues run dry at the end)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.items >= 0  # (B, S, T)
 
 
 def queue_batches(sessions: Sessions, n_queues: int, sessions_per_batch: int,
