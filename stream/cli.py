@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import logging
-import os
 import signal
 import sys
 from dataclasses import fields
@@ -26,14 +25,18 @@ from stream.errors import StreamError
 log = logging.getLogger("stream")
 
 
+FROM_EXPORT = ("session_gap_s", "max_session_len")  # None: the model's training value
+
+
 def add_config_options(p: argparse.ArgumentParser) -> None:
     """One --option per StreamConfig field, defaulting to None ("not given")."""
     g = p.add_argument_group("stream settings (each also from its environment variable)")
     for f in fields(StreamConfig):
         if f.name == "sasl_password":
             continue  # secrets come from the environment or a file, never argv
+        default = "the export's training value" if f.name in FROM_EXPORT else f.default
         g.add_argument("--" + f.name.replace("_", "-"), default=None, metavar="V",
-                       help=f"env {ENV[f.name]} (default: {f.default})")
+                       help=f"env {ENV[f.name]} (default: {default})")
 
 
 def given(args) -> dict:
@@ -52,13 +55,13 @@ def cmd_worker(args) -> None:
     check_connection(config.confluent_settings())  # wrong credentials / CA: one line, not Faust's retry loop
     ensure_topics(config)
     log.info("worker config: %s", config.redacted())
-    # stream.worker.app builds its config from the environment at import: hand ours over
-    for name, value in given(args).items():
-        os.environ[ENV[name]] = str(value)
-    from stream.worker.app import app
+    from stream.worker.app import build
+    app = build(config).app  # from this config; nothing is read back from the environment
     # `kill -QUIT <pid>` writes every thread's Python stack to the log, even with the
     # event loop blocked; `kill -USR1` (Faust's) also lists the asyncio tasks
     faulthandler.register(signal.SIGQUIT, all_threads=True)
+    # Faust's own `worker` command runs the app, from an argv of its own: the web
+    # options (already the app's) also make its canonical URL
     sys.argv = [sys.argv[0], "worker", "-l", args.loglevel,
                 "--web-host", config.web_host, "--web-port", str(config.web_port)]
     app.main()

@@ -35,8 +35,10 @@ class StreamConfig:
     dlq_topic: str = "clicks-dlq"  # events that could not be decoded or processed
     partitions: int = 4  # of every topic the app owns; fixes how far it can scale out
     top_k: int = 20  # items per recommendation
-    session_gap_s: float = 1800.0  # inactivity (s) that ends a session, as in training
-    max_session_len: int = 100  # clicks kept per session (older ones are dropped)
+    # The session policy is the model's: None takes the training value the export
+    # records (meta.json "session"); a value given here overrides it, logged at start.
+    session_gap_s: float | None = None  # inactivity (s) that ends a session
+    max_session_len: int | None = None  # clicks kept per session (older ones are dropped)
     batch_size: int = 200  # micro-batch for stream.take: one model call per batch
     batch_within_s: float = 0.05  # max wait (s) to fill a micro-batch: bounds latency
     sweep_interval_s: float = 60.0  # how often the timer closes idle sessions and expires
@@ -49,9 +51,14 @@ class StreamConfig:
     threads: int = 1  # torch/faiss threads per worker: scale out with workers (5x faster
     #                   than 2 threads on 2 cores: benchmarks/results/stream.json)
     export_dir: Path = Path("artifacts/export")  # exported model the worker loads
-    datadir: Path = Path("artifacts/worker-data")  # Faust tables (RocksDB) live here
-    web_host: str = "127.0.0.1"  # Faust web server (health, metrics)
+    # Faust tables (RocksDB) live under <datadir>/<app_id>/<cluster id>/: one store per
+    # app and Kafka cluster, never another app's or cluster's rows
+    datadir: Path = Path("artifacts/worker-data")
+    web_host: str = "127.0.0.1"  # Faust web server: /health/, /ready/, /metrics/ only
     web_port: int = 6066
+    # Also serve Faust's own pages (/table/, /router/, ...). Debugging only: /table/
+    # answers any user's state to anyone who can reach web_host:web_port.
+    web_debug_pages: bool = False
     security_protocol: str = "PLAINTEXT"  # one of SECURITY_PROTOCOLS
     sasl_mechanism: str = "PLAIN"  # one of SASL_MECHANISMS; used with SASL_* only
     sasl_username: str | None = None
@@ -181,6 +188,7 @@ ENV = {
     "datadir": "HIERTCN_DATADIR",
     "web_host": "HIERTCN_WEB_HOST",
     "web_port": "HIERTCN_WEB_PORT",
+    "web_debug_pages": "HIERTCN_WEB_DEBUG_PAGES",
     "security_protocol": "HIERTCN_SECURITY_PROTOCOL",
     "sasl_mechanism": "HIERTCN_SASL_MECHANISM",
     "sasl_username": "HIERTCN_SASL_USERNAME",
@@ -290,7 +298,7 @@ _PARSERS: dict[str, Callable] = {
     "max_event_bytes": _positive(int), "threads": _positive(int),
     "session_gap_s": _positive(float), "batch_within_s": _positive(float),
     "sweep_interval_s": _positive(float), "state_ttl_s": _positive(float),
-    "stall_s": _positive(float), "exclude_clicked": _bool,
+    "stall_s": _positive(float), "exclude_clicked": _bool, "web_debug_pages": _bool,
     "export_dir": lambda v: Path(_nonempty(v)), "datadir": lambda v: Path(_nonempty(v)),
     "web_port": _port,
     "security_protocol": _choice(SECURITY_PROTOCOLS),

@@ -34,7 +34,7 @@ def test_precedence_cli_over_env_over_default(monkeypatch):
     assert config.top_k == 5  # CLI
     assert config.partitions == 8  # env, converted to int
     assert config.bootstrap_servers == "envhost:9092"
-    assert config.session_gap_s == 1800.0  # default
+    assert config.session_gap_s is None  # default: the export's training value
 
 
 def test_types_are_converted_from_env(monkeypatch):
@@ -47,6 +47,19 @@ def test_types_are_converted_from_env(monkeypatch):
     config = StreamConfig.resolve()
     assert config.exclude_clicked is False and config.batch_within_s == 0.2
     assert config.datadir == Path("/tmp/x") and config.security_protocol == "SASL_SSL"
+
+
+def test_session_policy_defaults_to_the_export_and_web_debug_pages_off(monkeypatch):
+    config = StreamConfig.resolve({})
+    assert (config.session_gap_s, config.max_session_len) == (None, None)  # from meta.json
+    assert config.web_debug_pages is False  # Faust's /table/ pages would serve user state
+    monkeypatch.setenv("HIERTCN_WEB_DEBUG_PAGES", "yes")
+    monkeypatch.setenv("HIERTCN_MAX_SESSION_LEN", "50")
+    config = StreamConfig.resolve({"session_gap_s": "600"})
+    assert config.web_debug_pages is True
+    assert (config.session_gap_s, config.max_session_len) == (600.0, 50)
+    with pytest.raises(ConfigError, match="HIERTCN_WEB_DEBUG_PAGES"):
+        StreamConfig.resolve({"web_debug_pages": "sometimes"})
 
 
 def test_config_is_frozen():

@@ -9,7 +9,6 @@ file a user's state under another partition, and a rebalance would lose it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import weakref
@@ -18,49 +17,19 @@ from collections import Counter
 import orjson
 from faust.streams import _current_event
 
-from hiertcn.inference import StreamModel
 from stream.worker import metrics
+from stream.worker.changelogs import changelogs_known
 from stream.errors import BadEvent
 from stream.records import decode_click, encode_dlq, encode_embedding, encode_recommendation
-from stream.worker.recommend import Incoming, Policy, UserState, is_expired, is_idle, process_batch
+from stream.worker.recommend import Incoming, UserState, is_expired, is_idle, process_batch
 
 log = logging.getLogger(__name__)
 
 
-class ModelHolder:
-    """Loads the export once, at the first batch (or earlier via `get`)."""
-
-    def __init__(self, export_dir, threads: int):
-        self.export_dir = export_dir
-        self.threads = threads
-        self.model: StreamModel | None = None
-
-    def get(self) -> StreamModel:
-        if self.model is None:
-            # per-event model calls are small: extra threads only hand work back and
-            # forth (measured 5x slower with 2 threads on 2 cores)
-            import faiss
-            import torch
-            torch.set_num_threads(self.threads)
-            faiss.omp_set_num_threads(self.threads)
-            self.model = StreamModel.load(self.export_dir)
-            log.info("loaded model %s from %s (%d items)", self.model.version,
-                     self.export_dir, len(self.model.item_ids))
-            metrics.MODEL_INFO.info({"version": self.model.version})
-        return self.model
-
-
 def register(worker) -> None:
     config, app, tables = worker.config, worker.app, worker.tables
-    holder = ModelHolder(config.export_dir, config.threads)
-    worker.model = holder
-    policy = Policy(top_k=config.top_k, session_gap_s=config.session_gap_s,
-                    max_session_len=config.max_session_len,
-                    exclude_clicked=config.exclude_clicked)
+    holder, policy = worker.model, worker.policy  # built by create_app (stream/worker/app.py)
     watermark: dict[int, float] = {}  # partition -> latest event time seen (sweep clock)
-    worker.last_batch = time.monotonic()  # /health tells a stalled consumer by it
-    from stream.worker.web import register_pages
-    register_pages(worker)
 
     def load(user_id: str) -> UserState | None:
         row = tables["user_state"].get(user_id)
@@ -109,7 +78,7 @@ def register(worker) -> None:
             st = UserState.from_row(row)
             if is_expired(st, clock, config.state_ttl_s):
                 value, kind = expire_event(user_id, st), "expire"
-            elif is_idle(st, clock, config.session_gap_s):
+            elif is_idle(st, clock, policy.session_gap_s):
                 value, kind = sweep_event(user_id, st), "session_end"
             else:
                 continue
@@ -118,26 +87,6 @@ def register(worker) -> None:
         if sent:
             log.info("sweep: %d idle sessions to close, %d users past the TTL to expire "
                      "(event-time clock %.0f)", sent["session_end"], sent["expire"], clock)
-
-
-async def changelogs_known(app, config, tables, timeout: float = 60.0) -> None:
-    """Wait while the consumer's metadata shows a changelog with 0 partitions. Faust
-    checks that changelogs have as many partitions as the clicks topic at a table's first write, from that metadata;
-    on a fresh cluster a just-created changelog can show 0 partitions there for a moment,
-    and the failed check crashed the agent in the middle of its first batch (seen in
-    tests/test_reliability.py). A real mismatch is left to Faust's own error."""
-    consumer = app.consumer
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        want = consumer.topic_partitions(config.clicks_topic)
-        have = {t.changelog_topic_name: consumer.topic_partitions(t.changelog_topic_name)
-                for t in tables.values()}
-        # None: not in this member's snapshot (only the group leader has the whole
-        # group's), which Faust's check lets pass; only a 0 is the transient state
-        if not want or 0 not in have.values():
-            return
-        await asyncio.sleep(0.2)
-    log.warning("changelogs still show 0 partitions after %.0fs: %s", timeout, have)
 
 
 def sweep_event(user_id: str, st: UserState) -> bytes:

@@ -1,10 +1,19 @@
-"""The Faust app: topics, changelog-backed RocksDB tables, and the agent, built from
-one StreamConfig. `faust -A stream.worker.app worker` (the Procfile) imports `app` from here;
-building it does no I/O: the model export is loaded when the worker starts.
+"""The Faust app: topics, changelog-backed RocksDB tables, the agent and the web pages,
+built from one StreamConfig.
+
+    worker = build(config)        # `hiertcn-stream worker` (stream/cli.py), then runs it
+    worker.app.main()
+
+`create_app(config, ...)` does no I/O; `build` first asks the broker for its cluster id
+(the local stores live under `<datadir>/<app_id>/<cluster id>/`), reads the export's
+session policy, and sets aside local stores that belong to another changelog
+(stream/worker/store.py). Importing this module builds nothing: `faust -A
+stream.worker.app worker` gets `app` built from the environment at its first access.
+The model export itself is loaded when partitions are first assigned.
 
 One table, `user_state` (key = user id, value raw bytes, never JSON lists of floats):
-a user's whole state in one row (stream/worker/rows.py), so that a crash can never leave one
-part of it newer than another. Its parts are the design's three:
+a user's whole state in one row (stream/worker/rows.py), so that a crash can never leave
+one part of it newer than another. Its parts are the design's three:
 - session meta: orjson {model version, session id, last event time, length, clicked
   items, partition and offset of the last event applied, sessions rolled};
 - GRU state: the long-term state h (float32);
@@ -15,16 +24,20 @@ part of it newer than another. Its parts are the design's three:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import faust
 
-from stream.worker import faust_fixes
 from stream.config import DLQ_MAX_BYTES, StreamConfig
+from stream.worker import faust_fixes, store, web
+from stream.worker.agents import register
+from stream.worker.model_holder import ModelHolder
+from stream.worker.recommend import Policy
+from stream.worker.session_policy import resolve_policy
 
 log = logging.getLogger(__name__)
-
-TABLES = ("user_state",)
 
 
 @dataclass
@@ -35,7 +48,13 @@ class Worker:
     recommendations: faust.TopicT
     embeddings: faust.TopicT
     dlq: faust.TopicT
-    tables: dict[str, faust.Table]
+    tables: dict[str, faust.Table]  # name -> table: just "user_state"
+    policy: Policy  # session policy: the export's, or the config's overrides
+    model: ModelHolder  # the export, loaded once; /ready/ waits for it
+    store_dir: Path  # Faust's datadir: <datadir>/<app_id>/<cluster id>
+    # what the web pages read (stream/worker/web.py)
+    last_batch: float = field(default_factory=time.monotonic)  # /health/ tells a stall by it
+    assigned: bool = False  # partitions assigned and tables recovered: /ready/ needs it
 
 
 def rocksdb_options() -> dict:
@@ -47,13 +66,16 @@ def rocksdb_options() -> dict:
             "max_write_buffer_number": 2, "max_open_files": 256}
 
 
-def create_app(config: StreamConfig) -> Worker:
+def create_app(config: StreamConfig, *, cluster_id: str, policy: Policy) -> Worker:
+    """The app, its topics, table, agent and pages; no I/O. `cluster_id` keys the local
+    store; `policy`: see stream/worker/session_policy.py."""
+    datadir = store.store_dir(config, cluster_id)
     app = faust.App(
         config.app_id,  # also the consumer group and the changelog prefix
         broker=config.faust_broker() if config.bootstrap_servers else "kafka://localhost:9092",
         broker_credentials=config.faust_credentials(),
         store="rocksdb://",
-        datadir=str(config.datadir),
+        datadir=str(datadir),
         topic_partitions=config.partitions,  # changelogs must match the source topic
         topic_replication_factor=1,
         web_host=config.web_host,
@@ -68,21 +90,46 @@ def create_app(config: StreamConfig) -> Worker:
         producer_linger_ms=5,
         producer_max_request_size=DLQ_MAX_BYTES,
     )
+    web.choose_web(app, config.web_debug_pages)  # before any page: only ours are served
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, partitions=config.partitions)
 
-    tables = {name: app.Table(name, key_type=str, value_type=bytes, partitions=config.partitions,
-                              options=rocksdb_options())
-              for name in TABLES}
+    user_state = app.Table("user_state", key_type=str, value_type=bytes,
+                           partitions=config.partitions, options=rocksdb_options())
     worker = Worker(app, config, topic(config.clicks_topic),
                     topic(config.recommendations_topic), topic(config.embeddings_topic),
-                    topic(config.dlq_topic), tables)
+                    topic(config.dlq_topic), {"user_state": user_state}, policy,
+                    ModelHolder(config.export_dir, config.threads), datadir)
     faust_fixes.install(app, config.clicks_topic)  # before it starts: no click skipped
-    from stream.worker.agents import register  # the agent needs the Worker it belongs to
-    register(worker)
+    web.register_pages(worker)
+    register(worker)  # the agent and the sweep
     return worker
 
 
-worker = create_app(StreamConfig.resolve())
-app = worker.app
+def build(config: StreamConfig) -> Worker:
+    """`create_app` with what it needs from outside: the broker's cluster id and the
+    export's session policy; then the local stores are checked against their
+    changelogs, before Faust opens any of them."""
+    worker = create_app(config, cluster_id=store.cluster_id(config),
+                        policy=resolve_policy(config))
+    log.info("tables under %s", worker.store_dir)
+    if (config.datadir / "v1").is_dir():
+        log.warning("%s holds tables of the old layout, shared by every app and cluster: "
+                    "not used any more, it can be deleted", config.datadir / "v1")
+    store.check_local_stores(worker)
+    return worker
+
+
+_built: Worker | None = None
+
+
+def __getattr__(name: str):
+    """`app` and `worker` for `faust -A stream.worker.app`: built from the environment
+    on first access, so that importing this module does nothing."""
+    global _built
+    if name not in ("app", "worker"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _built is None:
+        _built = build(StreamConfig.resolve())
+    return _built.app if name == "app" else _built

@@ -1,12 +1,16 @@
 """HTTP endpoints on the Faust web port: /health (live), /ready (assigned, tables
 recovered, model loaded) and /metrics (Prometheus text format). /health fails (503)
-when clicks wait in the assigned partitions and no batch ran for `stall_s`."""
+when clicks wait in the assigned partitions and no batch ran for `stall_s`.
+
+Nothing else: Faust's own pages are off unless `web_debug_pages` (see `OwnPagesWeb`),
+because its /table/ pages answer any user's state to whoever reaches the port."""
 
 from __future__ import annotations
 
 import logging
 import time
 
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream.worker import metrics
@@ -14,13 +18,32 @@ from stream.worker import metrics
 log = logging.getLogger(__name__)
 
 
+class OwnPagesWeb(AiohttpWeb):
+    """Faust's aiohttp server serving only the pages an app registers. Faust's own
+    blueprints are gone: /table/ (every table, and any key's value: any user's state),
+    /router/ (which worker holds a key, the other workers' URLs), the index at /, and,
+    in debug, statistics and /graph. Whatever APP_WEB_*_ENABLED says."""
+
+    default_blueprints = production_blueprints = debug_blueprints = optional_blueprints = ()
+
+
+def choose_web(app, debug_pages: bool) -> None:
+    """Call right after the App is made: `app.web` is built once, at its first use (the
+    first page registered), with the blueprints it will serve."""
+    if not debug_pages:
+        app.web = OwnPagesWeb(app)
+    else:
+        log.warning("web_debug_pages: Faust's /table/ pages serve users' state on %s:%s",
+                    app.conf.web_host, app.conf.web_port)
+
+
 def register_pages(worker) -> None:
-    app, status = worker.app, {"assigned": False}
+    app = worker.app
 
     @app.on_rebalance_complete.connect
     async def _assigned(sender, **kwargs):
         # fires once partitions are assigned and tables recovered ("Worker ready")
-        status["assigned"] = True
+        worker.assigned = True
         worker.last_batch = time.monotonic()  # a backlog's first batch is not a stall
         worker.model.get()  # load the export before the first event, not on it
         for name, table in worker.tables.items():
@@ -35,7 +58,7 @@ def register_pages(worker) -> None:
     async def health(web, request):
         waiting = sum(_clicks_lag(app.consumer, worker.config.clicks_topic).values())
         idle = time.monotonic() - worker.last_batch
-        if status["assigned"] and waiting and idle > worker.config.stall_s:
+        if worker.assigned and waiting and idle > worker.config.stall_s:
             # seen after a kill -9 restart under load: the consumer stopped fetching
             # with clicks waiting, and nothing in the worker noticed (issue 5's notes)
             fetch = fetch_state(app.consumer, worker.config.clicks_topic)
@@ -47,7 +70,7 @@ def register_pages(worker) -> None:
 
     @app.page("/ready/")
     async def ready(web, request):
-        ok = status["assigned"] and worker.model.model is not None
+        ok = worker.assigned and worker.model.model is not None
         return web.json({"ready": ok, "model": getattr(worker.model.model, "version", None)},
                         status=200 if ok else 503)
 
