@@ -1,6 +1,7 @@
 """Cut a user's interaction log into sessions, stored as compact flat arrays.
 
-Policies (stated once, tested in tests/test_sessions.py):
+Policies (stated once, tested in tests/test_sessions.py; `gap_s` and `max_session_len`
+are recorded in every checkpoint and export, for the stream to apply the same):
 - order: events are sorted by (user, timestamp) with a *stable* sort, so events with
   equal timestamps keep their order in the input file;
 - gap: a new session starts when the time since the user's previous event is
