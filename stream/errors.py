@@ -22,6 +22,17 @@ class BadEvent(StreamError):
         self.reason = reason
 
 
+class BadState(StreamError):
+    """A stored user state (a `user_state` row) cannot be used: the worker dead-letters
+    the event that met it and starts that user afresh. `reason` is one of a small fixed
+    set, "bad_state:<cause>" (format, truncated, meta, shape), so the DLQ metric's label
+    stays bounded; the message adds the detail for the log."""
+
+    def __init__(self, cause: str, detail: str = ""):
+        self.reason = f"bad_state:{cause}"
+        super().__init__(f"{self.reason}: {detail}" if detail else self.reason)
+
+
 class AuthenticationError(BrokerError):
     """The broker refused the SASL login (wrong user, password or mechanism)."""
 

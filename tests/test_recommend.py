@@ -1,14 +1,17 @@
-"""The worker's pure step, without Kafka: ordering, sessions, bad items, redelivery."""
+"""The worker's pure step, without Kafka: ordering, sessions, bad items, redelivery,
+bad stored states and failures inside a batch."""
 
+import dataclasses
 import struct
 
 import numpy as np
+import orjson
 import pytest
 import torch
 
-from hiertcn.inference import StreamModel
+from hiertcn.inference import BatchState, StreamModel
 from stream.worker import rows
-from stream.errors import StreamError
+from stream.errors import BadState
 from stream.worker.recommend import Incoming, Policy, UserState, idle_sessions, is_expired, \
     process_batch
 from tests.modelkit import tiny_stream_model
@@ -20,14 +23,21 @@ def sm(tmp_path_factory) -> StreamModel:
 
 
 class Store(dict):
-    """Stands in for the tables: plain storage between batches."""
+    """Stands in for the tables between batches. Read as the agent reads them: through
+    the row, a new UserState per read; a value may be raw bytes, a row as stored."""
 
     def run(self, sm, events, policy=Policy(top_k=5)):
-        result = process_batch(sm, events, self.get, policy)
+        result = process_batch(sm, events, self.load, policy)
         self.update(result.states)
         for user in result.expired:
             del self[user]
         return result
+
+    def load(self, user):
+        value = self.get(user)
+        if value is None:
+            return None
+        return UserState.from_row(value if isinstance(value, bytes) else value.to_row())
 
 
 def clicks(user, items, t0=0.0, dt=10.0, offset0=0):
@@ -134,15 +144,20 @@ def test_state_row_round_trip_and_bad_rows_refused(sm):
     store = Store()
     store.run(sm, clicks("u", ["i1", "i2"]))
     st = store["u"]
-    assert UserState.from_rows(st.gru, st.window, st.meta_bytes()) == st
     row = st.to_row()
     assert UserState.from_row(row) == st
-    assert rows.unpack(row) == (st.meta_bytes(), st.gru, st.window)
-    # a row of the first format (three stamped tables) says what to do, not a traceback
-    with pytest.raises(StreamError, match="--app-id"):
-        UserState.from_row(struct.pack(">iq", 0, 41) + st.meta_bytes())
-    with pytest.raises(StreamError, match="cut short"):
+    meta, gru, window = rows.unpack(row)
+    assert (gru, window) == (st.gru, st.window) and orjson.loads(meta)["length"] == 2
+    # the meta is every field but the blobs: a field added to UserState must be in META
+    assert set(rows.META) == {f.name for f in dataclasses.fields(UserState)} - {"gru", "window"}
+    # a row of the first format (three stamped tables): a bad state, with its cause
+    with pytest.raises(BadState, match="^bad_state:format: format byte 0"):
+        UserState.from_row(struct.pack(">iq", 0, 41) + meta)
+    with pytest.raises(BadState, match="^bad_state:truncated"):
         UserState.from_row(row[:rows.HEADER.size + 3])
+    with pytest.raises(BadState, match="^bad_state:meta"):
+        UserState.from_row(rows.pack(orjson.dumps({**orjson.loads(meta), "length": "2"}),
+                                     gru, window))
 
 
 def expire(user, offset, applied_offset=None, ts=0.0):
@@ -191,3 +206,98 @@ def test_an_offset_of_another_partition_is_no_redelivery(sm):
     assert (store["u"].partition, store["u"].offset) == (1, 7)
     again = store.run(sm, [moved])
     assert again.counts["redelivered"] == 1 and store["u"].applied == 3
+
+
+# ---------------------------------------------------------------- bad states, failures
+
+
+def test_a_bad_row_costs_its_user_one_event_and_the_user_starts_fresh(sm):
+    store = Store()
+    store.run(sm, clicks("u", ["i1", "i2"]) + clicks("v", ["i3"], offset0=2))
+    good_v = store["v"].to_row()
+    store["u"] = store["u"].to_row()[:-3]  # the window cut short: not the model's shape
+    u = clicks("u", ["i4", "i5", "i6"], t0=100, offset0=10)
+    v = clicks("v", ["i7"], t0=100, offset0=13)
+    result = store.run(sm, [u[0], v[0], u[1], u[2]])
+    assert result.rejected == [(u[0], "bad_state:shape")]
+    assert result.counts["bad_states"] == 1
+    # the later events are applied to a fresh state and answered; v is untouched
+    assert [o.event_id for o in result.outputs] == ["v:0", "u:1", "u:2"]
+    got = [result.embeddings[o.embedding_row] for o in result.outputs if o.user_id == "u"]
+    np.testing.assert_allclose(np.stack(got), reference_embeddings(sm, [[5, 6]]), atol=1e-5)
+    assert (store["u"].applied, store["u"].offset, store["u"].length) == (2, 12, 2)
+    assert UserState.from_row(good_v).applied == store["v"].applied - 1
+    # a redelivery of the dead-lettered event is recognised, not applied
+    again = store.run(sm, [u[0]])
+    assert again.counts["redelivered"] == 1 and store["u"].applied == 2
+
+
+def test_a_bad_row_met_alone_is_replaced_by_a_state_the_ttl_can_expire(sm):
+    store = Store({"u": b"\x01not a row"})
+    first = clicks("u", ["i1"], t0=500, offset0=7)
+    result = store.run(sm, first)
+    assert result.rejected == [(first[0], "bad_state:format")] and result.outputs == []
+    st = store["u"]
+    assert (st.applied, st.offset, st.partition, st.last_seen) == (0, 7, 0, 500.0)
+    assert is_expired(st, watermark=500 + 101, ttl_s=100)
+    # an expire that meets a bad row deletes it
+    store["w"] = b"\x02\x00"
+    gone = store.run(sm, [expire("w", 3)])
+    assert gone.rejected == [(expire("w", 3), "bad_state:format")]
+    assert gone.expired == {"w"} and "w" not in store
+
+
+def poison_step(monkeypatch, item: int):
+    """Make the model step raise whenever `item` is fed: an unexpected failure."""
+    real = BatchState.step
+
+    def step(self, rows, items):
+        if item in items:
+            raise RuntimeError(f"poisoned item {item}")
+        return real(self, rows, items)
+    monkeypatch.setattr(BatchState, "step", step)
+
+
+def test_a_failing_step_costs_only_the_failing_users_events(sm, monkeypatch):
+    store = Store()
+    store.run(sm, clicks("b", ["i1"], offset0=0))
+    b_before = store["b"].to_row()
+    poison_step(monkeypatch, item=7)
+    a = clicks("a", ["i1", "i2"], t0=100, offset0=10)
+    b = clicks("b", ["i7", "i3"], t0=100, offset0=20)
+    c = clicks("c", ["i4"], t0=100, offset0=30)
+    result = store.run(sm, [a[0], b[0], c[0], a[1], b[1]])
+    assert result.rejected == [(b[0], "processing_error"), (b[1], "processing_error")]
+    assert result.counts["batch_retries"] == 1
+    assert store["b"].to_row() == b_before  # nothing of b applied, nothing written
+    by_user = {}
+    for o in result.outputs:
+        by_user.setdefault(o.user_id, []).append(result.embeddings[o.embedding_row])
+    assert sorted(by_user) == ["a", "c"]
+    np.testing.assert_allclose(np.stack(by_user["a"]), reference_embeddings(sm, [[1, 2]]),
+                               atol=1e-5)
+    np.testing.assert_allclose(by_user["c"][0], reference_embeddings(sm, [[4]])[0], atol=1e-5)
+    assert all(len(o.items) == 5 for o in result.outputs)
+
+
+def test_a_failing_search_rejects_the_batch_and_never_raises(sm, monkeypatch):
+    def broken(*args, **kwargs):
+        raise MemoryError("faiss")
+    monkeypatch.setattr(sm, "top_k", broken)
+    events = clicks("a", ["i1"]) + clicks("b", ["i2"], offset0=5)
+    result = Store().run(sm, events)
+    assert [(ev.user_id, why) for ev, why in result.rejected] == [("a", "processing_error"),
+                                                                ("b", "processing_error")]
+    assert result.outputs == [] and result.states == {}
+
+
+def test_the_happy_path_makes_one_model_state_per_batch(sm, monkeypatch):
+    built = []
+    real = BatchState.__init__
+
+    def init(self, *args):
+        built.append(1)
+        real(self, *args)
+    monkeypatch.setattr(BatchState, "__init__", init)
+    result = Store().run(sm, clicks("a", ["i1", "i2"]) + clicks("b", ["i3"], offset0=5))
+    assert len(built) == 1 and len(result.outputs) == 3 and not result.rejected

@@ -19,7 +19,7 @@ from faust.streams import _current_event
 
 from stream.worker import metrics
 from stream.worker.changelogs import changelogs_known
-from stream.errors import BadEvent
+from stream.errors import BadEvent, BadState
 from stream.records import decode_click, encode_dlq, encode_embedding, encode_recommendation
 from stream.worker.recommend import Incoming, UserState, is_expired, is_idle, process_batch
 
@@ -62,6 +62,7 @@ def register(worker) -> None:
                 with _as_current(by_user[user_id]):
                     del tables["user_state"][user_id]  # a tombstone in the changelog
             publish(worker, result)
+            reject_failed(worker, events, result.rejected)
 
     @app.timer(interval=config.sweep_interval_s)
     async def sweep():
@@ -75,7 +76,10 @@ def register(worker) -> None:
         clock = max(watermark.values())
         sent = Counter()
         for user_id, row in tables["user_state"].items():
-            st = UserState.from_row(row)
+            try:
+                st = UserState.from_row(row)
+            except BadState:  # replaced at the user's next event (stream/worker/recommend.py)
+                continue
             if is_expired(st, clock, config.state_ttl_s):
                 value, kind = expire_event(user_id, st), "expire"
             elif is_idle(st, clock, policy.session_gap_s):
@@ -127,6 +131,16 @@ def reject(worker, msg, reason: str) -> None:
     metrics.DLQ.labels(reason=reason.split(":")[0]).inc()
     worker.dlq.send_soon(key=msg.key, value=encode_dlq(msg.value, reason, msg.topic,
                                                         msg.partition, msg.offset))
+
+
+def reject_failed(worker, events, rejected) -> None:
+    """Dead-letter the decoded events the pure step could not use (a bad stored state,
+    a failure in the model step): each costs its own event, never the batch."""
+    if not rejected:
+        return
+    messages = {(e.message.partition, e.message.offset): e.message for e in events}
+    for ev, reason in rejected:
+        reject(worker, messages[(ev.partition, ev.offset)], reason)
 
 
 def publish(worker, result) -> None:

@@ -8,7 +8,10 @@ RECOMMENDATIONS = Counter("hiertcn_recommendations_total", "Recommendations publ
 DLQ = Counter("hiertcn_dlq_total", "Events sent to the dead-letter topic", ["reason"])
 SESSIONS_ROLLED = Counter("hiertcn_sessions_rolled_total", "GRU roll-ups", ["reason"])
 OUTCOMES = Counter("hiertcn_event_outcomes_total",
-                   "Notable outcomes: unknown_items, model_resets, redelivered, late", ["kind"])
+                   "Notable outcomes: unknown_items, model_resets, redelivered, late, "
+                   "bad_states (a stored row that did not parse: its user started afresh), "
+                   "batch_retries (a batch that failed, processed again user by user)",
+                   ["kind"])
 BATCH_SIZE = Histogram("hiertcn_batch_events", "Events per micro-batch",
                        buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
 BATCH_SECONDS = Histogram("hiertcn_batch_seconds", "Model + top-K time per micro-batch",

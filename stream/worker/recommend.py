@@ -25,21 +25,39 @@ Policies:
 - expiry: an `expire` event resets the user to a fresh state and, unless a later event
   of the batch revives it, the caller deletes the user's rows (`BatchResult.expired`).
   The TTL sweep's expire names the offset it saw applied and is void if the state has
-  moved on since. An expire publishes nothing.
+  moved on since. An expire publishes nothing;
+- bad state: a stored row that does not parse (cut short, another format, meta that is
+  not the expected JSON object, GRU or window blobs not of this model's size) costs
+  that user one event: the event that met it goes to the dead-letter topic as
+  "bad_state:<cause>" (`BatchResult.rejected`) and is not applied; the user starts
+  from a fresh state that records that event's partition and offset (a redelivery of
+  it is recognised) and its time (the TTL sweep can expire it), and the user's later
+  events are applied to it. Counted as `bad_states`. An `expire` that meets a bad row
+  also deletes it;
+- failures: an unexpected exception in the batch's model or faiss work (or in a read
+  of the table) never stops the agent: the batch is processed again user by user, and
+  only the events of the users that still fail are dead-lettered ("processing_error");
+  those users' stored states are left as they were (nothing of them was applied, so a
+  redelivery retries them). Counted as `batch_retries`. The happy path makes no
+  per-user model call.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
-import orjson
 
 from hiertcn.inference import BatchState, StreamModel
-from stream.worker import rows
+from stream.errors import BadState
+from stream.worker.rows import UserState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,44 +74,6 @@ class Incoming:
     received: float = 0.0  # wall-clock arrival, for latency
     session: int | None = None  # a sweep's session_end names the session it closes
     applied_offset: int | None = None  # a TTL sweep's expire names the state it expires
-
-
-@dataclass
-class UserState:
-    """One user's state: the design's three parts, stored as one row (stream/worker/rows.py)."""
-
-    gru: bytes  # long-term state h (float32)
-    window: bytes  # TCN caches + session sums + latest embedding (float32)
-    model: str  # model version that wrote gru and window
-    session: int = 0  # sessions opened so far; also the session id in messages
-    sessions_rolled: int = 0  # GRU updates
-    last_ts: float | None = None  # latest event time in the current session
-    length: int = 0  # events fed in the current session
-    clicked: list[int] = field(default_factory=list)  # item indices in the session
-    offset: int = -1  # offset of the last event applied, in `partition`
-    partition: int = -1  # of that event (-1: a state from before partitions were kept)
-    applied: int = 0  # events applied since the state was created: proves exactly-once
-    last_seen: float | None = None  # latest event time of any session: the TTL clock
-
-    def meta_bytes(self) -> bytes:
-        return orjson.dumps({"model": self.model, "session": self.session,
-                             "sessions_rolled": self.sessions_rolled,
-                             "last_ts": self.last_ts, "length": self.length,
-                             "clicked": self.clicked, "offset": self.offset,
-                             "partition": self.partition,
-                             "applied": self.applied, "last_seen": self.last_seen})
-
-    @classmethod
-    def from_rows(cls, gru: bytes, window: bytes, meta: bytes) -> "UserState":
-        return cls(gru=gru, window=window, **orjson.loads(meta))
-
-    def to_row(self) -> bytes:
-        return rows.pack(self.meta_bytes(), self.gru, self.window)
-
-    @classmethod
-    def from_row(cls, row: bytes) -> "UserState":
-        meta, gru, window = rows.unpack(row)
-        return cls.from_rows(gru, window, meta)
 
 
 @dataclass
@@ -115,9 +95,14 @@ class BatchResult:
     states: dict[str, UserState]
     outputs: list[Output]
     embeddings: list  # float32 (D,) arrays, indexed by Output.embedding_row
-    counts: Counter  # unknown_items, model_resets, redelivered, late, expired, rolled_<reason>
+    # unknown_items, model_resets, redelivered, late, expired, bad_states, batch_retries,
+    # rolled_<reason>, ...
+    counts: Counter
     top_k_s: float = 0.0  # seconds spent in the faiss search, for the metrics
     expired: set = field(default_factory=set)  # users whose stored rows must be deleted
+    # events for the dead-letter topic, with their reason: "bad_state:<cause>",
+    # "processing_error"; none of them was applied or answered
+    rejected: list[tuple[Incoming, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -130,20 +115,57 @@ class Policy:
 
 def process_batch(model: StreamModel, events: list[Incoming],
                   load: Callable[[str], UserState | None], policy: Policy) -> BatchResult:
-    counts: Counter = Counter()
-    states: dict[str, UserState] = {}
-    stored: set[str] = set()
+    """`load(user)`: the user's stored state, a new object on each call (the agent
+    parses the row each time), or None; it raises BadState for a row that does not
+    parse. Never raises: what fails is in `BatchResult.rejected`."""
+    try:
+        return _process(model, events, load, policy)
+    except Exception:  # anything: one failure must cost its user's events, not the partition
+        log.exception("a batch of %d events (first [%d]@%d) failed; processing it again "
+                      "user by user", len(events), events[0].partition, events[0].offset)
+        return _user_by_user(model, events, load, policy)
+
+
+def _user_by_user(model, events, load, policy) -> BatchResult:
+    """The slow path after a failed batch: one `_process` per user, results merged; the
+    events of a user that fails again are rejected, and that user's state not written."""
+    by_user: dict[str, list[Incoming]] = {}
     for ev in events:
-        if ev.user_id not in states:
-            loaded = load(ev.user_id)
-            if loaded is not None:
-                stored.add(ev.user_id)
-            states[ev.user_id] = _current(model, loaded, counts)
+        by_user.setdefault(ev.user_id, []).append(ev)
+    merged = BatchResult({}, [], [], Counter({"batch_retries": 1}))
+    for user, user_events in by_user.items():
+        try:
+            part = _process(model, user_events, load, policy)
+        except Exception as exc:
+            first = user_events[0]
+            log.warning("user %r: %d events failed again, dead-lettered as processing_error "
+                        "(first [%d]@%d): %r", user, len(user_events), first.partition,
+                        first.offset, exc)
+            merged.rejected += [(ev, "processing_error") for ev in user_events]
+            continue
+        for o in part.outputs:
+            o.embedding_row += len(merged.embeddings)
+        merged.states.update(part.states)
+        merged.outputs += part.outputs
+        merged.embeddings += part.embeddings
+        merged.counts.update(part.counts)
+        merged.top_k_s += part.top_k_s
+        merged.expired |= part.expired
+        merged.rejected += part.rejected
+    return merged
+
+
+def _process(model, events, load, policy) -> BatchResult:
+    counts: Counter = Counter()
+    expired: set[str] = set()
+    states, stored, rejected = _load_states(model, events, load, counts, expired)
+    if rejected:  # an event that met a bad state is not applied, nor answered
+        dropped = {id(ev) for ev, _ in rejected}
+        events = [ev for ev in events if id(ev) not in dropped]
     row = {user: i for i, user in enumerate(states)}
     batch = BatchState(model, [(st.gru, st.window) for st in states.values()])
     outputs: list[Output] = []
     embeddings: list = []
-    expired: set[str] = set()
     for round_events in _rounds(events):
         _apply_round(model, batch, row, round_events, states, policy, counts, expired)
         for ev in round_events:
@@ -162,7 +184,65 @@ def process_batch(model: StreamModel, events: list[Incoming],
     t0 = time.perf_counter()
     _attach_top_k(model, outputs, embeddings, policy)
     return BatchResult(states, outputs, embeddings, counts, time.perf_counter() - t0,
-                       expired & stored)
+                       expired & stored, rejected)
+
+
+def _load_states(model, events, load, counts, expired):
+    """Each user's state, read once per batch at the user's first event: (states by
+    user, users with a stored row, rejected events). A bad row is replaced by a fresh
+    state and the event that met it rejected."""
+    states: dict[str, UserState] = {}
+    stored: set[str] = set()
+    rejected: list[tuple[Incoming, str]] = []
+    for ev in events:
+        if ev.user_id in states:
+            continue
+        try:
+            loaded = _load(model, load, ev.user_id)
+        except BadState as bad:
+            states[ev.user_id] = _after_bad_state(model, ev, bad, counts, expired)
+            rejected.append((ev, bad.reason))
+            stored.add(ev.user_id)  # the bad row is there: replaced, or deleted if expired
+            continue
+        if loaded is not None:
+            stored.add(ev.user_id)
+        states[ev.user_id] = _current(model, loaded, counts)
+    return states, stored, rejected
+
+
+def _load(model: StreamModel, load, user_id: str) -> UserState | None:
+    """The stored state, or BadState if its blobs are not of this model's size (those
+    of another model version are reset by `_current`, whatever their size)."""
+    st = load(user_id)
+    if st is not None and st.model == model.version:
+        want = _blob_sizes(model)
+        if (len(st.gru), len(st.window)) != want:
+            raise BadState("shape", f"GRU and window blobs of {len(st.gru)} and "
+                                    f"{len(st.window)} bytes, the model's are {want}")
+    return st
+
+
+@lru_cache(maxsize=8)
+def _blob_sizes(model: StreamModel) -> tuple[int, int]:
+    """Bytes of a (gru, window) state of this model, from a fresh one."""
+    gru, window = model.fresh(1)[0]
+    return len(gru), len(window)
+
+
+def _after_bad_state(model, ev: Incoming, bad: BadState, counts: Counter,
+                     expired: set[str]) -> UserState:
+    """A fresh state in place of a bad row; `ev`, the event that met it, is rejected.
+    The fresh state records `ev`'s offset (a redelivery of it is skipped) and time (so
+    the TTL sweep can expire a user who never comes back)."""
+    log.warning("user %r: stored state unusable (%s) at [%d]@%d; the event is "
+                "dead-lettered and the user starts afresh", ev.user_id, bad, ev.partition,
+                ev.offset)
+    counts["bad_states"] += 1
+    fresh = _fresh(model)
+    fresh.offset, fresh.partition, fresh.last_seen = ev.offset, ev.partition, ev.ts
+    if ev.event == "expire":
+        expired.add(ev.user_id)  # deleted, unless a later event of the batch revives it
+    return fresh
 
 
 def _rounds(events: list[Incoming]) -> list[list[Incoming]]:

@@ -12,13 +12,24 @@ after it is redelivered and applied: exactly-once state without transactions.
 
 Layout: format (1 byte), meta length, GRU length (4 bytes each, big-endian), then meta
 (orjson), GRU state h (float32), TCN window (float32, the rest).
+
+`UserState` is the row's Python side (`to_row`, `from_row`). A row that does not parse
+raises BadState: "bad_state:format" (shorter than the header, another format byte),
+"bad_state:truncated" (shorter than its header says), "bad_state:meta" (meta not JSON,
+not exactly META's keys, or of other types); "bad_state:shape" (blobs not of the
+model's size) is found by process_batch, which knows the model. The worker
+dead-letters the event that met such a row and starts that user afresh instead of
+stopping (stream/worker/recommend.py).
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass, field
 
-from stream.errors import StreamError
+import orjson
+
+from stream.errors import BadState
 
 HEADER = struct.Struct(">BII")
 FORMAT = 2  # 1 was three tables, each row stamped; a new table name keeps them apart
@@ -30,15 +41,64 @@ def pack(meta: bytes, gru: bytes, window: bytes) -> bytes:
 
 def unpack(row: bytes) -> tuple[bytes, bytes, bytes]:
     """(meta, gru, window) of a row."""
-    if len(row) < HEADER.size or row[0] != FORMAT:
-        raise StreamError("a user_state row of another format: this app id's table was "
-                          "written by another build; use a new --app-id (or delete the "
-                          "datadir and the app's changelog topics) to start it afresh")
+    if len(row) < HEADER.size:
+        raise BadState("format", f"{len(row)} bytes, shorter than the {HEADER.size}-byte header")
+    if row[0] != FORMAT:
+        raise BadState("format", f"format byte {row[0]}, this build writes {FORMAT}")
     _, meta_len, gru_len = HEADER.unpack_from(row)
     start = HEADER.size
     gru_start = start + meta_len
     window_start = gru_start + gru_len
     if window_start > len(row):
-        raise StreamError(f"a user_state row is cut short: {len(row)} bytes, the header "
-                          f"says at least {window_start}")
+        raise BadState("truncated", f"{len(row)} bytes, the header says at least "
+                                    f"{window_start}")
     return row[start:gru_start], row[gru_start:window_start], row[window_start:]
+
+
+@dataclass
+class UserState:
+    """One user's state: the design's three parts, stored as one row."""
+
+    gru: bytes  # long-term state h (float32)
+    window: bytes  # TCN caches + session sums + latest embedding (float32)
+    model: str  # model version that wrote gru and window
+    session: int = 0  # sessions opened so far; also the session id in messages
+    sessions_rolled: int = 0  # GRU updates
+    last_ts: float | None = None  # latest event time in the current session
+    length: int = 0  # events fed in the current session
+    clicked: list[int] = field(default_factory=list)  # item indices in the session
+    offset: int = -1  # offset of the last event applied, in `partition`
+    partition: int = -1  # of that event (-1: a state from before partitions were kept)
+    applied: int = 0  # events applied since the state was created: proves exactly-once
+    last_seen: float | None = None  # latest event time of any session: the TTL clock
+
+    def to_row(self) -> bytes:
+        meta = orjson.dumps({name: getattr(self, name) for name in META})
+        return pack(meta, self.gru, self.window)
+
+    @classmethod
+    def from_row(cls, row: bytes) -> "UserState":
+        """Raises BadState for a row that does not parse or whose meta is not exactly
+        META's keys with META's types; the blobs' sizes are checked against the model
+        by the caller (process_batch)."""
+        meta, gru, window = unpack(row)
+        try:
+            fields = orjson.loads(meta)
+        except orjson.JSONDecodeError:
+            raise BadState("meta", "meta is not JSON") from None
+        if type(fields) is not dict or fields.keys() != META.keys():
+            raise BadState("meta", f"meta is not an object with the keys {sorted(META)}")
+        for name, types in META.items():
+            if type(fields[name]) not in types:
+                raise BadState("meta", f"meta {name!r} is a {type(fields[name]).__name__}")
+        if not all(type(item) is int for item in fields["clicked"]):
+            raise BadState("meta", "meta 'clicked' holds something other than item indices")
+        return cls(gru=gru, window=window, **fields)
+
+
+_TIME = (float, int, type(None))
+# the meta part of a row: UserState's fields but the two blobs, with the JSON types
+# each may have (times are written as floats; an int is a time too)
+META = {"model": (str,), "session": (int,), "sessions_rolled": (int,), "last_ts": _TIME,
+        "length": (int,), "clicked": (list,), "offset": (int,), "partition": (int,),
+        "applied": (int,), "last_seen": _TIME}
