@@ -1,4 +1,5 @@
-"""The Faust pass-through baseline of benchmarks/stream_bench.py: consume, send.
+"""The Faust pass-through baseline of the stream benchmark (benchmarks/streambench/):
+consume, send.
 
 The smallest agent that does what the real worker does around its model call:
 micro-batches from `take_events(200, within=0.05)` (the worker's defaults), and one
@@ -7,7 +8,7 @@ settings (stream/worker/app.py), but no tables, no decoding and no model. Run as
 process like the real one:
 
     PT_BOOTSTRAP=127.0.0.1:9092 PT_APP_ID=pt-1 PT_IN=clicks PT_OUT=pt-out \\
-        python benchmarks/passthrough_app.py worker -l warning
+        python benchmarks/streambench/passthrough_app.py worker -l warning
 
 Settings come from the environment (PT_*): PT_PARTITIONS (default 4), PT_BATCH
 (200), PT_WITHIN (0.05), PT_DATADIR (Faust's datadir; nothing is stored there).
