@@ -1,8 +1,5 @@
 """The local broker is a real Kafka, and faust-streaming works against it."""
 
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -13,9 +10,9 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from stream.admin import create_topics, delete_topics
+from stream.tools.harness import REPO, Process
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _consumer(bootstrap, group, topic):
@@ -56,39 +53,18 @@ def test_round_trip(kafka_bootstrap, unique_name):
     delete_topics(kafka_bootstrap, [topic])  # idempotent
 
 
-class Worker:
-    """`python tests/faust_smoke_app.py worker` as a subprocess."""
+class Worker(Process):
+    """`python tests/faust_smoke_app.py worker` as a subprocess (no web server: it
+    says it is ready by touching $SMOKE_READY)."""
 
     def __init__(self, env, log):
         self.ready = Path(env["SMOKE_READY"])
         self.ready.unlink(missing_ok=True)
-        self.log = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(REPO / "tests" / "faust_smoke_app.py"), "worker",
-                 "--loglevel", "info", "--without-web"],
-                env={**os.environ, **env}, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        super().__init__([sys.executable, str(REPO / "tests" / "faust_smoke_app.py"), "worker",
+                          "--loglevel", "info", "--without-web"], log, env, append=True)
 
     def wait_ready(self, timeout=90.0):
-        deadline = time.monotonic() + timeout
-        while not self.ready.exists():
-            assert self.proc.poll() is None, f"worker died: {self.tail()}"
-            assert time.monotonic() < deadline, f"worker not ready: {self.tail()}"
-            time.sleep(0.2)
-
-    def stop(self, timeout=30.0):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # faust shuts down cleanly on TERM
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                pytest.fail(f"worker ignored SIGTERM: {self.tail()}")
-        return self.proc.returncode
-
-    def tail(self, n=30):
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        self.wait_until(self.ready.exists, timeout)
 
 
 def test_faust_worker_counts_in_rocksdb_table(kafka_bootstrap, unique_name, tmp_path):
@@ -135,7 +111,7 @@ def test_faust_worker_counts_in_rocksdb_table(kafka_bootstrap, unique_name, tmp_
                 assert {k: sorted(v) for k, v in counts.items()} == {
                     k: list(range(first, first + 10)) for k in keys}
             finally:
-                rc = worker.stop()
-            assert rc == 0, f"worker exit code {rc}: {worker.tail()}"
+                rc = worker.stop(timeout=30)  # faust shuts down cleanly on TERM
+            assert rc == 0, f"worker exit code {rc} (-9: it ignored SIGTERM): {worker.tail()}"
     finally:
         consumer.close()

@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 
 from stream.config import StreamConfig
 from stream.errors import StreamError
-
-REPO = Path(__file__).resolve().parent.parent
-DATA = REPO / "data" / "movielens.csv.gz"
+from stream.tools.harness import MOVIELENS as DATA
+from stream.tools.harness import REPO, WorkerFailed, WorkerProcess
 EXPORT = REPO / "artifacts" / "export"
 RUN = REPO / "runs" / "demo"
 log = logging.getLogger("stream.tools.demo")
@@ -48,8 +43,7 @@ def main(args) -> None:
         show(config, users, args.rate)
     finally:
         if worker is not None:
-            worker.terminate()
-            worker.wait(30)
+            worker.stop(timeout=30)
             print("worker stopped")
         if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             broker.stop()
@@ -73,27 +67,19 @@ def ensure_export(epochs: int) -> None:
             raise StreamError(f"`hiertcn {' '.join(argv)}` failed")
 
 
-def start_worker(config: StreamConfig) -> subprocess.Popen:
-    log_path = REPO / "runs" / "demo-worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "worker", "--bootstrap-servers",
-         config.bootstrap_servers, "--export-dir", str(config.export_dir),
-         "--datadir", str(REPO / "artifacts" / "demo-worker-data")],
-        cwd=REPO, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
-    url = f"http://{config.web_host}:{config.web_port}/ready/"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise StreamError(f"the worker exited with {proc.returncode}; see {log_path}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                print(f"[3/5] worker ready ({url}; log: {log_path})")
-                return proc
-        except OSError:
-            time.sleep(0.5)
-    proc.terminate()
-    raise StreamError(f"the worker was not ready within 120 s; see {log_path}")
+def start_worker(config: StreamConfig) -> WorkerProcess:
+    """One worker as ops run it, on the config's topics, app id and web port."""
+    worker = WorkerProcess(config.bootstrap_servers, None, None, config.export_dir,
+                           REPO / "artifacts" / "demo-worker-data", partitions=None,
+                           log=REPO / "runs" / "demo-worker.log", port=config.web_port,
+                           host=config.web_host, batch_within_s=None)
+    try:
+        worker.wait_ready(timeout=120)
+    except WorkerFailed as exc:
+        worker.stop(timeout=10)
+        raise StreamError(f"the worker did not start; see {worker.log}") from exc
+    print(f"[3/5] worker ready ({worker.url('/ready/')}; log: {worker.log})")
+    return worker
 
 
 def warm_up_producer_ids(config: StreamConfig) -> None:

@@ -89,14 +89,14 @@ class Topics:
 
 class Process:
     """A Python process (a worker, or any Faust app) started from the repository root,
-    stdout and stderr in `log`, `env` on top of this process's environment; `port`:
-    its web server, if it has one."""
+    stdout and stderr in `log` (`append`: after what an earlier run left there), `env`
+    on top of this process's environment; `port`: its web server, if it has one."""
 
     def __init__(self, cmd: list[str], log: Path, env: dict | None = None,
-                 port: int | None = None, host: str = "127.0.0.1"):
+                 port: int | None = None, host: str = "127.0.0.1", append: bool = False):
         self.log, self.port, self.host = Path(log), port, host
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as out:
+        with open(self.log, "ab" if append else "wb") as out:
             self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL,
                                          env={**os.environ, **(env or {})})
