@@ -13,6 +13,7 @@ jobs share the machine's two cores.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -23,25 +24,30 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from hiertcn.baselines.popular import MostPopular
+from hiertcn.baselines.session_knn import SessionItemKNN
+from hiertcn.data.cache import load_splits
+from hiertcn.evaluate import evaluate
+from hiertcn.item_vectors import cooccurrence_vectors
+from hiertcn.models import NEURAL_MODELS, TRAIN_DEFAULTS, build_model
+from hiertcn.train import TrainConfig, count_parameters, fit
 
 log = logging.getLogger("hiertcn.bench")
 DATA = Path(__file__).resolve().parent.parent / "data" / "movielens.csv.gz"
-NEURAL = ("hiertcn", "hiertcn_low", "gru4rec", "hrnn", "tcn")
+NEURAL = NEURAL_MODELS
 LONG_HISTORY_USERS = 32  # the training users with the most events, for the memory figure
 TRAIN_BUDGET_S = 420  # training seconds per (model, seed): the same budget for every model
 
 
 def _splits():
-    from hiertcn.data.cache import load_splits
     return load_splits(DATA)
 
 
 def _init_vectors(train):
     """Computed once per training split and kept on disk: the dense PPMI + SVD would
     otherwise dominate every job's time and its peak RSS."""
-    import hashlib
-    import torch
-    from hiertcn.item_vectors import cooccurrence_vectors
     key = hashlib.sha256(np.ascontiguousarray(train.items).tobytes()).hexdigest()[:16]
     path = Path(".cache/hiertcn") / f"cooc-vectors-{key}.npy"
     if not path.exists():
@@ -52,11 +58,7 @@ def _init_vectors(train):
 
 def accuracy_job(name: str, seed: int, epochs: int | None) -> dict:
     """Train on train, early-stop on val, score test. Runs in a child process."""
-    import torch
     torch.set_num_threads(1)
-    from hiertcn.evaluate import evaluate
-    from hiertcn.models import TRAIN_DEFAULTS, build_model
-    from hiertcn.train import TrainConfig, count_parameters, fit
     parts = _splits()
     torch.manual_seed(seed)
     model = build_model(name, parts["train"].n_items, _init_vectors(parts["train"]))
@@ -71,9 +73,6 @@ def accuracy_job(name: str, seed: int, epochs: int | None) -> dict:
 
 
 def simple_baselines(parts) -> dict:
-    from hiertcn.baselines.popular import MostPopular
-    from hiertcn.baselines.session_knn import SessionItemKNN
-    from hiertcn.evaluate import evaluate
     out = {}
     for name, model in (("pop", MostPopular()), ("sknn", SessionItemKNN())):
         model.fit(parts["train"])
@@ -141,11 +140,7 @@ def plot_curves(results: list[dict], path: Path) -> None:
 
 def training_job(name: str, subset: str) -> dict:
     """One epoch, one thread; returns speed and memory. Runs in a child process."""
-    import torch
     torch.set_num_threads(1)
-    from hiertcn.evaluate import evaluate  # noqa: F401  (same imports as a real run)
-    from hiertcn.models import TRAIN_DEFAULTS, build_model
-    from hiertcn.train import TrainConfig, count_parameters, fit
     parts = _splits()
     train = parts["train"]
     if subset == "long":
