@@ -113,6 +113,7 @@ def build(config: StreamConfig) -> Worker:
     changelogs, before Faust opens any of them."""
     worker = create_app(config, cluster_id=store.cluster_id(config),
                         policy=resolve_policy(config))
+    worker.store_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     log.info("tables under %s", worker.store_dir)
     if (config.datadir / "v1").is_dir():
         log.warning("%s holds tables of the old layout, shared by every app and cluster: "
