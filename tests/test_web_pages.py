@@ -5,6 +5,7 @@ answer any user's state, unless the operator turns web_debug_pages on."""
 from __future__ import annotations
 
 import signal
+import sys
 import urllib.error
 import urllib.request
 
@@ -14,7 +15,8 @@ from confluent_kafka import Producer
 
 from hiertcn.inference import StreamModel
 from stream.admin import create_topics
-from stream.tools.harness import Topics, WorkerProcess, consume, make_export
+from stream.config import ENV
+from stream.tools.harness import Process, Topics, WorkerProcess, consume, free_port, make_export
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 2
@@ -73,3 +75,25 @@ def test_only_health_ready_metrics_are_served(worker, kafka_bootstrap, export_di
     code, body = status(debug.url("/table/"))
     assert code == 200 and b"user_state" in body  # on purpose only
     assert status(debug.url("/health/"))[0] == 200
+
+
+def test_faust_dash_a_builds_the_app_from_the_environment(kafka_bootstrap, unique_name,
+                                                        tmp_path, export_dir):
+    """`faust -A stream.worker.app worker`: the module builds its app from the
+    environment at the first access to `app`, the same app as `hiertcn-stream worker`."""
+    topics = Topics.fresh(unique_name)
+    create_topics(kafka_bootstrap, {t: PARTITIONS for t in vars(topics).values()})
+    port = free_port()
+    env = {ENV["bootstrap_servers"]: kafka_bootstrap, ENV["app_id"]: unique_name("app"),
+           ENV["partitions"]: str(PARTITIONS), ENV["export_dir"]: str(export_dir),
+           ENV["datadir"]: str(tmp_path / "data"), ENV["web_port"]: str(port),
+           ENV["clicks_topic"]: topics.clicks, ENV["recommendations_topic"]: topics.recommendations,
+           ENV["embeddings_topic"]: topics.embeddings, ENV["dlq_topic"]: topics.dlq}
+    w = Process([sys.executable, "-m", "faust", "-A", "stream.worker.app", "worker", "-l", "info"],
+                tmp_path / "faust-a.log", env, port)
+    try:
+        w.wait_ready()
+        assert status(w.url("/table/"))[0] == 404
+        assert (tmp_path / "data" / unique_name("app")).is_dir()  # keyed by app id
+    finally:
+        w.stop(signal.SIGKILL, timeout=5)
