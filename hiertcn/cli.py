@@ -185,7 +185,12 @@ def cmd_train(args) -> None:
 
 def cmd_evaluate(args) -> None:
     model, ckpt = load_checkpoint(args.checkpoint)
-    if "split_config" in ckpt:  # evaluate on the split it was trained for
+    # evaluate on the sessions and split it was trained for, as far as recorded
+    recorded = ckpt.get("session_config", {})
+    for name in ("gap_s", "max_session_len", "min_item_count", "min_sessions_per_user"):
+        setattr(args, name, recorded.get(name, getattr(args, name)))
+    args.keep_repeats = not recorded.get("drop_repeats", not args.keep_repeats)
+    if "split_config" in ckpt:
         args.split = ckpt["split_config"]["kind"]
         args.split_seed = ckpt["split_config"]["seed"]
     parts, _, _ = load_data(args)
@@ -262,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder for checkpoint, config and curve (default: %(default)s)")
     p.set_defaults(run=cmd_train)
 
-    p = sub.add_parser("evaluate", help="metrics on the test split (the only reader of it)")
+    p = sub.add_parser("evaluate", help="metrics on the test split (the only reader of it); "
+                                        "session and split options as recorded in training")
     add_data_options(p)
     p.add_argument("--checkpoint", type=Path, default=Path("runs/hiertcn"),
                    help="a run folder of `hiertcn train --out`, or a checkpoint file, of "

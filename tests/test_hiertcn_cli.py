@@ -76,6 +76,10 @@ def test_sizes_and_session_policy_travel_from_train_to_export(capsys, tmp_path, 
     meta = json.loads((tmp_path / "exp" / "meta.json").read_text())
     assert meta["session"] == {"gap_s": 600, "max_session_len": 50}
     assert meta["receptive_field"] == 1 + 2 * (1 + 2)  # kernel 3, dilations 1 and 2
+    # evaluate cuts sessions as training did, whatever --gap-s says (clicks are 60 s apart)
+    outs = [run(capsys, "evaluate", *data_args(log_file, tmp_path), "--checkpoint", run_dir,
+                *gap)[1] for gap in ([], ["--gap-s", 30])]
+    assert outs[0].startswith("test ") and outs[0] == outs[1]
 
 
 def test_evaluate_takes_a_gru4rec_run_folder_and_export_refuses_it(capsys, tmp_path, log_file):
