@@ -78,7 +78,7 @@ def _plan(model, malformed_n, good_n, bad_rows, odd_n, users, seed) -> dict:
     for k in range(good_n):
         user = good_users[k % users]
         ordered.append((user.encode(), encode_click(user, rng.choice(items),
-                                                    1_300_000_000 + k, "click", f"g:{k}"),
+                                                    fuzz.BASE_TS + k, "click", f"g:{k}"),
                         ("answer", f"g:{k}", "good")))
     gru, window = model.fresh(1)[0]
     good_row = UserState(gru=gru, window=window, model=model.version, session=1).to_row()
@@ -93,7 +93,7 @@ def _plan(model, malformed_n, good_n, bad_rows, odd_n, users, seed) -> dict:
                 expect = ("answer", f"br:{k}:{j}", "bad_row_later" if case.reason
                           else "reset_row")
             ordered.append((user.encode(), encode_click(user, rng.choice(items),
-                                                        1_300_000_000 + j, "click",
+                                                        fuzz.BASE_TS + j, "click",
                                                         f"br:{k}:{j}"), expect))
     free = [(c.key, c.value, ("dlq", c.reason))
             for c in fuzz.malformed(malformed_n, good_users, items[0], seed)]
@@ -150,9 +150,11 @@ def _collect(bootstrap, topics, w, pid, plan, where, timeout, t0, log) -> dict:
     want_answer = {exp[1]: exp[2] for _, _, exp in plan["messages"] if exp[0] == "answer"}
     deadline = time.monotonic() + timeout
     recs = consume(bootstrap, topics.recommendations, len(want_answer), timeout)
-    dlq = consume(bootstrap, topics.dlq, len(want_dlq), max(5.0, deadline - time.monotonic()))
+    dlq = [orjson.loads(value) for _, value in  # raw: keys of bad messages need not be UTF-8
+           consume(bootstrap, topics.dlq, len(want_dlq),
+                   max(5.0, deadline - time.monotonic()), raw=True)]
     time.sleep(2.5)  # two more sweeps over the table, bad rows included
-    got_dlq = {(d["partition"], d["offset"]): d["reason"] for _, d in dlq}
+    got_dlq = {(d["partition"], d["offset"]): d["reason"] for d in dlq}
     wrong = [f"{pos}: want {want_dlq.get(pos)}, got {got_dlq.get(pos)}"
              for pos in sorted(set(want_dlq) | set(got_dlq))
              if want_dlq.get(pos) != got_dlq.get(pos)]
