@@ -1,6 +1,9 @@
 """HierTCN, read top to bottom: CausalConv1d -> TemporalBlock -> SessionTCN ->
 SessionGRU -> HierTCN.
 
+`Batch` (S sessions of B users) comes from the data layer, hiertcn/data/batches.py;
+the contract the trainer and evaluator call is hiertcn/contract.py.
+
 Shapes: B users (queues), S sessions per user in a batch, T events per session,
 C TCN channels, D item-embedding size, L GRU layers of H units, N items.
 

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from hiertcn.model import Batch, HierTCN, ModelConfig
+from hiertcn.data.batches import Batch
+from hiertcn.model import HierTCN, ModelConfig
 
 
 def small_model(high_level=True, seed=0) -> HierTCN:
