@@ -1,6 +1,7 @@
-"""The fault scenarios of benchmarks/reliability/ (one module each in scenarios/), small: kill -9 and restart, a wiped
-RocksDB, a broker stopped and started again, scaling 1 -> 2 -> 1 (once, and over and
-over), poison traffic and a 10x burst. Each prints its figures; the full-size run writes
+"""The fault scenarios of benchmarks/reliability/ (one module each in scenarios/),
+small: kill -9 and restart, a wiped RocksDB, a broker stopped and started again, scaling
+1 -> 2 -> 1 (once, and over and over), poison traffic and a 10x burst. Each prints its
+figures; the full-size run (`python -m benchmarks.reliability`) writes
 benchmarks/results/reliability.json."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """cProfiles of process_batch (phase 1 of the stream benchmark): the MovieLens batches
-(what limits the worker) and synthetic ones, written to results/stream_profile.txt (beside the results file),
-with a summary (top functions, shares of the pieces the notes talk about) for the
-results file."""
+(what limits the worker) and synthetic ones, written to stream_profile.txt beside the
+results file, with a summary (top functions, shares of the pieces the notes talk about)
+for the results file."""
 
 from __future__ import annotations
 
