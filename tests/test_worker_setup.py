@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from rocksdict import Options, Rdict
 
+from hiertcn.errors import CheckpointError
+
 from stream.config import StreamConfig
-from stream.errors import ConfigError
-from stream.worker import store
+from stream.errors from stream.worker import store
 from stream.worker.app import create_app
 from stream.worker.recommend import Policy
 from stream.worker.session_policy import resolve_policy
@@ -50,16 +51,14 @@ def test_an_explicit_override_wins_and_is_logged(tmp_path, caplog):
     assert "HIERTCN_SESSION_GAP_S" in line.getMessage()
 
 
-def test_an_export_without_its_session_gets_training_defaults_with_a_warning(tmp_path, caplog):
+def test_an_export_without_its_session_is_a_one_line_error_to_export_again(tmp_path):
     export = export_with(tmp_path)  # no "session" key: an older export
-    with caplog.at_level(logging.WARNING):
-        policy = resolve_policy(StreamConfig(export_dir=export))
-    assert (policy.session_gap_s, policy.max_session_len) == (1800.0, 100)  # SessionConfig
-    assert "records no training gap_s/max_session_len" in caplog.text
+    with pytest.raises(CheckpointError, match="records no session policy.*hiertcn export"):
+        resolve_policy(StreamConfig(export_dir=export))
 
 
-def test_a_missing_export_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="meta.json"):
+def test_a_missing_export_is_a_one_line_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no model export in .*hiertcn export"):
         resolve_policy(StreamConfig(export_dir=tmp_path / "none"))
 
 

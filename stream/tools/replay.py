@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hiertcn.data.sessions import SessionConfig
 from hiertcn.errors import HierTCNError
 from stream.admin import check_connection
 from stream.config import StreamConfig
@@ -120,9 +121,14 @@ def replay(config: StreamConfig, path=DEFAULT_DATA, fmt: str | None = None, rate
     `rate`: events per second, 0 = as fast as possible. Raises BrokerError if the broker
     does not answer within `timeout` seconds or any event is not delivered."""
     events = load_events(path, fmt, users=users, limit=limit, user_ids=user_ids,
-                         session_gap_s=config.session_gap_s if session_ends else None)
+                         session_gap_s=_gap(config) if session_ends else None)
     return _produce_all(config, events, topic or config.clicks_topic, rate=rate,
                         create_topic=create_topic, progress=progress, timeout=timeout).sent
+
+
+def _gap(config: StreamConfig) -> float:
+    """The gap after which a session_end is added: the given one, else training's."""
+    return config.session_gap_s or SessionConfig().gap_s
 
 
 def _produce_all(config: StreamConfig, events: pd.DataFrame, topic: str, *, rate: float,
@@ -274,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             "bootstrap_servers": args.bootstrap_servers, "clicks_topic": args.topic,
             "session_gap_s": args.session_gap_s}))
         events = load_events(args.data, args.format, users=args.users, limit=args.limit,
-                             session_gap_s=config.session_gap_s if args.session_ends else None)
+                             session_gap_s=_gap(config) if args.session_ends else None)
         summary = _produce_all(config, events, config.clicks_topic, rate=args.rate,
                                create_topic=args.create_topic, progress=not args.no_progress,
                                timeout=args.timeout)

@@ -5,34 +5,20 @@ The one place a `Policy` is built."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from hiertcn.data.sessions import SessionConfig
+from hiertcn.inference import export_session_config
 from stream.config import ENV, StreamConfig
-from stream.errors import ConfigError
 from stream.worker.recommend import Policy
 
 log = logging.getLogger(__name__)
 
 
 def trained_session(export_dir: Path) -> dict:
-    """{"gap_s", "max_session_len"} the export was trained with. An export that does not
-    record them (an older one) gets SessionConfig's defaults, with a warning."""
-    path = Path(export_dir) / "meta.json"
-    try:
-        recorded = json.loads(path.read_text()).get("session") or {}
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the model export's {path}: {exc}") from None
-    defaults = SessionConfig()
-    out = {"gap_s": recorded.get("gap_s"), "max_session_len": recorded.get("max_session_len")}
-    missing = [k for k, v in out.items() if v is None]
-    if missing:
-        out.update({k: getattr(defaults, k) for k in missing})
-        log.warning("%s records no training %s: using SessionConfig's defaults %s", path,
-                    "/".join(missing), {k: out[k] for k in missing})
-    return out
+    """{"gap_s", "max_session_len"} the export was trained with (one reader, in
+    hiertcn.inference: an export without them is a one-line error to export again)."""
+    return export_session_config(export_dir)
 
 
 def resolve_policy(config: StreamConfig) -> Policy:
