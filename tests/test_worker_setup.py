@@ -13,9 +13,8 @@ import pytest
 from rocksdict import Options, Rdict
 
 from hiertcn.errors import CheckpointError
-
 from stream.config import StreamConfig
-from stream.errors from stream.worker import store
+from stream.worker import store
 from stream.worker.app import create_app
 from stream.worker.recommend import Policy
 from stream.worker.session_policy import resolve_policy
