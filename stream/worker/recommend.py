@@ -31,9 +31,9 @@ Policies:
   that user one event: the event that met it goes to the dead-letter topic as
   "bad_state:<cause>" (`BatchResult.rejected`) and is not applied; the user starts
   from a fresh state that records that event's partition and offset (a redelivery of
-  it is recognised) and its time (the TTL sweep can expire it), and the user's later
-  events are applied to it. Counted as `bad_states`. An `expire` that meets a bad row
-  also deletes it;
+  it is not applied; it is answered from the fresh state, as any redelivery) and its
+  time (the TTL sweep can expire it); the user's later events are applied to it.
+  Counted as `bad_states`. An `expire` that meets a bad row also deletes it;
 - failures: an unexpected exception in the batch's model or faiss work (or in a read
   of the table) never stops the agent: the batch is processed again user by user, and
   only the events of the users that still fail are dead-lettered ("processing_error");
