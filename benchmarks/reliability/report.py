@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+
+FUZZ_KEYS = ("malformed", "dlq", "by_reason", "good", "good_answered", "worker_restarts")
 
 
 def targets(results: dict) -> dict:
@@ -25,6 +28,12 @@ def targets(results: dict) -> dict:
         out["poison: 100% of malformed in the DLQ, reasons right"] = (
             r["dlq"] == r["malformed"] and r["dlq_reasons_match"])
         out["poison: worker alive throughout"] = r["worker_restarts"] == 0 and not r["agent_crashes"]
+    if "fuzz" in results:
+        r = results["fuzz"]
+        out["fuzz: every malformed event and bad row in the DLQ, at its offset, reason right"] = (
+            r["dlq_right"] and r["dlq"] >= r["malformed"])
+        out["fuzz: every good event answered, worker alive"] = (
+            r["good_answered"] == r["good"] and r["worker_restarts"] == 0)
     if "broker_restart" in results:
         out["broker_restart: worker resumed by itself"] = results["broker_restart"]["worker_restarts"] == 0
     if "burst" in results:
@@ -35,10 +44,26 @@ def targets(results: dict) -> dict:
     return out
 
 
+FUZZ_KEYS = ("malformed", "dlq", "by_reason", "good", "good_answered", "worker_restarts")
+
+
 def write(path: Path, results: dict, command: str, sizes, seconds: float) -> dict:
-    """benchmarks/results/reliability.json: every scenario's figures and the targets."""
+    """benchmarks/results/reliability.json: every scenario's figures and the targets.
+    A run of some scenarios (`--only`) replaces theirs and keeps the others' figures;
+    `runs` says which command, sizes and day measured each scenario."""
+    this_run = {"command": command, "sizes": vars(sizes), "measured": time.strftime("%Y-%m-%d"),
+                "seconds": round(seconds, 1)}
+    runs = {name: this_run for name in results}
+    if path.exists():
+        old = json.loads(path.read_text())
+        earlier = old.get("runs") or {name: {"command": old.get("command"), "sizes": old.get("sizes")}
+                                      for name in old.get("scenarios", {})}
+        runs = {**earlier, **runs}
+        results = {**old.get("scenarios", {}), **results}
     report = {"scenarios": results, "command": command, "sizes": vars(sizes),
-              "seconds": round(seconds, 1), "targets": targets(results)}
+              "seconds": round(seconds, 1), "runs": runs, "targets": targets(results)}
+    if "fuzz" in results:
+        report["fuzz"] = {k: results["fuzz"][k] for k in FUZZ_KEYS}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     return report

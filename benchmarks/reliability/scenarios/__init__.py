@@ -5,7 +5,7 @@ module plus one line in SCENARIOS.
 """
 
 from benchmarks.reliability.lab import Scenario
-from benchmarks.reliability.scenarios import (broker_restart, burst, kill9, poison,
+from benchmarks.reliability.scenarios import (broker_restart, burst, fuzz, kill9, poison,
                                               rocksdb_wipe, scale_1_2_1, scale_churn)
 
 SCENARIOS: list[Scenario] = [
@@ -15,5 +15,6 @@ SCENARIOS: list[Scenario] = [
     scale_1_2_1.SCENARIO,
     scale_churn.SCENARIO,
     poison.SCENARIO,
+    fuzz.SCENARIO,
     burst.SCENARIO,
 ]
