@@ -11,7 +11,9 @@ Two ways to run the same weights:
 - `HierTCN.encode(batch)`: training and offline evaluation, whole sessions at once;
 - `HierTCN.step(state, items)`: the stream, one event per user, using each layer's
   cached past inputs ("fast WaveNet" queues), O(levels x kernel) per event whatever
-  the session length. tests/test_model.py proves both give the same embeddings.
+  the session length; `HierTCN.step_many(state, items, lengths)` feeds each user
+  several events of its open session in one call, the same result as `step` after
+  `step`. tests/test_model.py proves all give the same embeddings.
 """
 
 from __future__ import annotations
@@ -92,8 +94,33 @@ class CausalConv1d(nn.Conv1d):
         oldest first. Only the k taps the kernel reads are touched."""
         d = self.dilation[0]
         taps = torch.cat([past[:, ::d], x[:, None]], dim=1)  # (B, k, C_in)
-        y = torch.einsum("bki,oik->bo", taps, self.weight) + self.bias  # (B, C_out)
-        return y, torch.cat([past[:, 1:], x[:, None]], dim=1)
+        return self._weigh(taps), torch.cat([past[:, 1:], x[:, None]], dim=1)
+
+    def step_many(self, x: torch.Tensor, past: torch.Tensor,
+                  lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Several new inputs per user in one call, as `step` one after another would.
+        x (N, C_in): B users' new inputs packed user by user, oldest first, `lengths`
+        (B,) long of them each (0 allowed); past (B, P = left_pad, C_in). Returns the
+        output at each new input (N, C_out) and each user's last P inputs (B, P, C_in).
+        Laid out as one sequence [past_0, x_0, past_1, x_1, ...]: input n of user b sits
+        at (b+1)*P + n and its k taps at b*P + n + i*d, i < k; only they are gathered,
+        so the cost is N x k whatever the padding of the callers' (B, K) layout."""
+        B, P, C = past.shape
+        n = torch.arange(x.shape[0])  # (N,)
+        user = torch.arange(B).repeat_interleave(lengths)  # (N,) the user of each input
+        ends = torch.cumsum(lengths, 0)  # (B,) one past each user's last input
+        span = torch.arange(P)  # (P,)
+        seq = x.new_empty(B * P + x.shape[0], C)  # (B*P + N, C_in)
+        seq[(torch.arange(B) * P + ends - lengths)[:, None] + span] = past  # (B, P) <- past
+        seq[(user + 1) * P + n] = x
+        tap = torch.arange(self.kernel_size[0]) * self.dilation[0]  # (k,) offsets
+        taps = seq[(user * P + n)[:, None] + tap]  # (N, k, C_in)
+        new_past = seq[(torch.arange(B) * P + ends)[:, None] + span]  # (B, P, C_in)
+        return self._weigh(taps), new_past  # (N, C_out), (B, P, C_in)
+
+    def _weigh(self, taps: torch.Tensor) -> torch.Tensor:
+        """The kernel applied to gathered taps (N, k, C_in), oldest first -> (N, C_out)."""
+        return torch.einsum("bki,oik->bo", taps, self.weight) + self.bias
 
 
 class TemporalBlock(nn.Module):
@@ -112,6 +139,10 @@ class TemporalBlock(nn.Module):
 
     def step(self, x: torch.Tensor, past: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h, past = self.conv.step(x, past)  # (B, C_out)
+        return F.relu(self.dropout(F.relu(h)) + self.residual(x)), past
+
+    def step_many(self, x: torch.Tensor, past: torch.Tensor, lengths: torch.Tensor):
+        h, past = self.conv.step_many(x, past, lengths)  # (N, C_out), packed as x
         return F.relu(self.dropout(F.relu(h)) + self.residual(x)), past
 
 
@@ -143,6 +174,15 @@ class SessionTCN(nn.Module):
         new_pasts = []
         for block, past in zip(self.blocks, pasts):
             x, past = block.step(x, past)
+            new_pasts.append(past)
+        return x, new_pasts
+
+    def step_many(self, x: torch.Tensor, pasts: list[torch.Tensor], lengths: torch.Tensor):
+        """x (N, C_in): B users' new inputs packed user by user, `lengths` (B,) each;
+        -> the outputs (N, C) and the new pasts, as N `step` calls in order would."""
+        new_pasts = []
+        for block, past in zip(self.blocks, pasts):
+            x, past = block.step_many(x, past, lengths)
             new_pasts.append(past)
         return x, new_pasts
 
@@ -290,6 +330,31 @@ class HierTCN(nn.Module):
         state.session_sum = state.session_sum + x
         state.session_len = state.session_len + 1
         return self._feed(state, x)
+
+    def step_many(self, state: StepState, items: torch.Tensor,
+                  lengths: torch.Tensor) -> tuple[StepState, torch.Tensor]:
+        """Feed each user up to K clicked items in order, in one call: what `lengths[b]`
+        `step` calls would do to user b. items (B, K) long, any index past a user's
+        length (never read); lengths (B,) long, 0 allowed. Returns the state and the
+        embedding after each item (B, K, D), zeros at the padding. The items of a call
+        all belong to the open session: the long-term state h is the same for each."""
+        B, K = items.shape
+        mask = torch.arange(K) < lengths[:, None]  # (B, K)
+        x = self.project(self.items(items[mask]))  # (N, C), user by user, oldest first
+        out = x.new_zeros(B, K, self.config.item_dim)  # (B, K, D)
+        if x.shape[0] == 0:
+            return state, out
+        user = torch.arange(B).repeat_interleave(lengths)  # (N,) the row of each item
+        state.session_sum = state.session_sum.index_add(0, user, x)  # (B, C)
+        state.session_len = state.session_len + lengths
+        if self.gru is not None:
+            x = torch.cat([x, state.h.reshape(B, -1)[user]], dim=-1)  # (N, C + L*H)
+        y, state.pasts = self.tcn.step_many(x, state.pasts, lengths)  # (N, C)
+        emb = self.out(y)  # (N, D)
+        out[mask] = emb
+        last = (torch.cumsum(lengths, 0) - 1).clamp(min=0)  # (B,) each user's last item
+        state.embedding = torch.where((lengths > 0)[:, None], emb[last], state.embedding)
+        return state, out
 
     def end_session(self, state: StepState) -> StepState:
         """Roll the GRU with the session's mean item, then open a new session."""

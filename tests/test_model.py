@@ -72,3 +72,38 @@ def test_high_level_state_carries_across_sessions():
         b = encode_padded(model, one_user_batch([[9, 8, 7], [4, 5]]))
     # same second session, different first: the long-term state must make a difference
     assert not torch.allclose(a[0, 1, :2], b[0, 1, :2])
+
+
+@pytest.mark.parametrize("high_level", [True, False])
+def test_step_many_equals_step_after_step(high_level):
+    """One call over each user's next K items (users padded to the longest, some with
+    none) gives the embeddings and state of K `step` calls, across two calls and a
+    session end, lengths beyond the receptive field (15)."""
+    gen = torch.Generator().manual_seed(2)
+    model = small_model(high_level)
+    B = 6
+    with torch.no_grad():
+        many, ref = model.initial_state(B), [model.initial_state(1) for _ in range(B)]
+        for call in range(3):
+            lengths = torch.randint(0, 25, (B,), generator=gen)
+            lengths[call] = 0
+            items = torch.randint(0, 50, (B, int(lengths.max())), generator=gen)
+            many, emb = model.step_many(many, items, lengths)
+            assert emb.shape == (B, int(lengths.max()), 16)
+            for b in range(B):
+                for t in range(int(lengths[b])):
+                    ref[b] = model.step(ref[b], items[b, t:t + 1])
+                    torch.testing.assert_close(emb[b, t], ref[b].embedding[0], atol=1e-5, rtol=0)
+                assert not emb[b, int(lengths[b]):].any()  # zeros at the padding
+            if call == 1:
+                many = model.end_session(many)
+                ref = [model.end_session(r) for r in ref]
+            for b in range(B):
+                got, want = many, ref[b]
+                torch.testing.assert_close(got.h[b], want.h[0], atol=1e-5, rtol=0)
+                for p, q in zip(got.pasts, want.pasts):
+                    torch.testing.assert_close(p[b], q[0], atol=1e-5, rtol=0)
+                torch.testing.assert_close(got.session_sum[b], want.session_sum[0], atol=1e-5,
+                                           rtol=0)
+                assert got.session_len[b] == want.session_len[0]
+                torch.testing.assert_close(got.embedding[b], want.embedding[0], atol=1e-5, rtol=0)
