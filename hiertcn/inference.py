@@ -10,7 +10,8 @@ row next to its session meta (stream/worker/rows.py):
   user embedding (so an event with an unknown item can still be answered).
 
 `StreamModel` loads an export and converts states; `BatchState` applies a
-micro-batch's clicks and session ends to unpacked states with the model's step API.
+micro-batch's clicks and session ends to unpacked states with the model's step API
+(`step_many`: every user's next events of its open session in one call).
 """
 
 from __future__ import annotations
@@ -130,9 +131,9 @@ class StreamModel:
 
 
 class BatchState:
-    """The unpacked states of the users in one micro-batch, one row per user. A batch
-    is applied in rounds (each user's r-th event); rounds index rows of these tensors
-    instead of unpacking and packing bytes each time, and bytes are made once at the end.
+    """The unpacked states of the users in one micro-batch, one row per user. Each model
+    call (`step_many`, `end_sessions`, `reset`) indexes rows of these tensors instead of
+    unpacking and packing bytes each time, and bytes are made once at the end.
     """
 
     def __init__(self, model: StreamModel, blobs: list[tuple[bytes, bytes]]):
@@ -146,6 +147,20 @@ class BatchState:
         _assign(self.state, idx, sub)
 
     @torch.no_grad()
+    def step_many(self, rows: list[int], items: list[list[int]]) -> np.ndarray:
+        """Feed each row its items in order (lists of any length, 0 allowed), all rows
+        in one model call; the embedding after each item (N, D), row by row."""
+        lengths = torch.tensor([len(its) for its in items], dtype=torch.long)  # (B,)
+        longest = max(map(len, items), default=0)
+        padded = torch.zeros(len(rows), longest, dtype=torch.long)  # (B, K)
+        mask = torch.arange(padded.shape[1]) < lengths[:, None]  # (B, K)
+        padded[mask] = torch.tensor([i for its in items for i in its], dtype=torch.long)
+        idx = torch.tensor(rows, dtype=torch.long)
+        sub, emb = self.model.model.step_many(_rows(self.state, idx), padded, lengths)
+        _assign(self.state, idx, sub)
+        return emb[mask].numpy()  # (N, D)
+
+    @torch.no_grad()
     def end_sessions(self, rows: list[int]) -> None:
         idx = torch.tensor(rows)
         _assign(self.state, idx, self.model.model.end_session(_rows(self.state, idx)))
@@ -157,6 +172,10 @@ class BatchState:
 
     def embedding(self, row: int) -> np.ndarray:
         return self.state.embedding[row].numpy().copy()  # (D,)
+
+    def embeddings(self, rows: list[int]) -> np.ndarray:
+        """The current embedding of each row (n, D), a copy."""
+        return self.state.embedding[torch.tensor(rows, dtype=torch.long)].numpy()
 
     def blobs(self) -> list[tuple[bytes, bytes]]:
         return self.model.pack(self.state)

@@ -85,3 +85,26 @@ def test_an_old_export_without_session_policy_is_a_one_line_error(tmp_path):
     with pytest.raises(CheckpointError, match="hiertcn export") as err:
         StreamModel.load(tmp_path / "export")
     assert "\n" not in str(err.value)
+
+
+def test_step_many_equals_step_per_item_for_rows_of_any_length(tmp_path):
+    sm = exported(tmp_path)
+    many, single = BatchState(sm, sm.fresh(4)), BatchState(sm, sm.fresh(4))
+    single.end_sessions([3])
+    many.end_sessions([3])
+    items = [[3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13], [], [7]]
+    got = many.step_many([2, 0, 3], items)
+    want = []
+    for row, its in zip([2, 0, 3], items):
+        for item in its:
+            single.step([row], [item])
+            want.append(single.embedding(row))
+    assert got.shape == (12, 8)
+    np.testing.assert_allclose(got, np.stack(want), atol=1e-5)
+    np.testing.assert_allclose(many.embeddings([0, 1, 2, 3]), single.embeddings([0, 1, 2, 3]),
+                               atol=1e-5)
+    for (g1, w1), (g2, w2) in zip(many.blobs(), single.blobs()):
+        np.testing.assert_allclose(np.frombuffer(g1, np.float32), np.frombuffer(g2, np.float32),
+                                   atol=1e-5)
+        np.testing.assert_allclose(np.frombuffer(w1, np.float32), np.frombuffer(w2, np.float32),
+                                   atol=1e-5)
