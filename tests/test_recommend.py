@@ -249,13 +249,13 @@ def test_a_bad_row_met_alone_is_replaced_by_a_state_the_ttl_can_expire(sm):
 
 def poison_step(monkeypatch, item: int):
     """Make the model step raise whenever `item` is fed: an unexpected failure."""
-    real = BatchState.step
+    real = BatchState.step_many
 
-    def step(self, rows, items):
-        if item in items:
+    def step_many(self, rows, items):
+        if any(item in its for its in items):
             raise RuntimeError(f"poisoned item {item}")
         return real(self, rows, items)
-    monkeypatch.setattr(BatchState, "step", step)
+    monkeypatch.setattr(BatchState, "step_many", step_many)
 
 
 def test_a_failing_step_costs_only_the_failing_users_events(sm, monkeypatch):

@@ -2,30 +2,18 @@
 
 `process_batch` takes one micro-batch of decoded clicks, the current per-user state
 (read through a callable), and returns the new per-user state and the messages to
-publish. It makes one model call per *round* (round r holds every user's r-th event in
-the batch, so a user's events are applied in order) and one faiss search per batch.
+publish. First the per-user rules (stream/worker/plan.py: which events apply, which
+are skipped, where sessions roll or users reset) make a plan without the model; then
+the plan runs in *phases*: phase p holds every user's p-th segment (the events between
+two session ends) and costs one multi-step TCN call (`BatchState.step_many`, all of
+each user's items of the segment at once), then one GRU roll for the users whose
+segment ends a session (and one reset for those an expire ends). A batch costs
+1 + (the most session ends of one user in it) phases, whatever its burstiness, and
+one faiss search. Every event gets its own embedding and top-K; outputs come in the
+batch's order.
 
-Policies:
-- session end: an explicit `session_end` event, an inactivity gap longer than
-  `session_gap_s` in event time (seen on the user's next event, or by the sweep,
-  whose `session_end` names the session it closes and is void for any other), or
-  `max_session_len` events (the same cut as training) roll the GRU and open a new
-  session;
-- late events (ts before the session's last event) are applied in arrival order, the
-  partition order, but never move `last_ts` back and never start or end a session;
-- unknown items (not in the model's vocabulary, e.g. filtered as rare in training) are
-  ignored by the state, as training drops them before sessionising: the event is
-  still answered from the current state, and counted; a click on the item clicked
-  just before is answered but not fed (training drops consecutive repeats);
-- model version: a state written by another model version is reset, and counted;
-- redelivery: every state records the partition and offset of the last event applied
-  to it; an event of that partition at or below the offset is answered again from the
-  stored state but not re-applied,
-  so state is exactly-once and output at-least-once;
-- expiry: an `expire` event resets the user to a fresh state and, unless a later event
-  of the batch revives it, the caller deletes the user's rows (`BatchResult.expired`).
-  The TTL sweep's expire names the offset it saw applied and is void if the state has
-  moved on since. An expire publishes nothing;
+Policies: the session, late, unknown-item, repeat, model-version, redelivery and expiry
+rules are in stream/worker/plan.py. Here:
 - bad state: a stored row that does not parse (cut short, another format, meta that is
   not the expected JSON object, GRU or window blobs not of this model's size) costs
   that user one event: the event that met it goes to the dead-letter topic as
@@ -55,25 +43,16 @@ import numpy as np
 
 from hiertcn.inference import BatchState, StreamModel
 from stream.errors import BadState
+from stream.worker.plan import (RESET, ROLL, Answer, Incoming, Policy, Segment, idle_sessions,
+                                is_expired, is_idle, plan_batch, rounds)
 from stream.worker.rows import UserState
 
+# the names other modules import from here
+__all__ = ["BatchResult", "Incoming", "Output", "Policy", "UserState", "idle_sessions",
+           "is_expired", "is_idle", "process_batch"]
+_rounds = rounds  # benchmarks/streambench/hot_path.py reports rounds per batch
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A decoded click with where it came from."""
-
-    user_id: str
-    item_id: str | None  # None for a session_end event
-    ts: float  # event time, Unix seconds
-    event: str  # "click" | "session_end"
-    event_id: str | None
-    partition: int
-    offset: int
-    received: float = 0.0  # wall-clock arrival, for latency
-    session: int | None = None  # a sweep's session_end names the session it closes
-    applied_offset: int | None = None  # a TTL sweep's expire names the state it expires
 
 
 @dataclass
@@ -105,14 +84,6 @@ class BatchResult:
     rejected: list[tuple[Incoming, str]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Policy:
-    top_k: int = 20
-    session_gap_s: float = 1800
-    max_session_len: int = 100
-    exclude_clicked: bool = True
-
-
 def process_batch(model: StreamModel, events: list[Incoming],
                   load: Callable[[str], UserState | None], policy: Policy) -> BatchResult:
     """`load(user)`: the user's stored state, a new object on each call (the agent
@@ -138,9 +109,10 @@ def _user_by_user(model, events, load, policy) -> BatchResult:
             part = _process(model, user_events, load, policy)
         except Exception as exc:
             first = user_events[0]
-            log.warning("user %r: %d events failed again, dead-lettered as processing_error "
-                        "(first [%d]@%d): %r", user, len(user_events), first.partition,
-                        first.offset, exc)
+            # named by partition and offset, never by user id: logs carry no user data
+            log.warning("%d events of one user failed again, dead-lettered as "
+                        "processing_error (first [%d]@%d): %s", len(user_events),
+                        first.partition, first.offset, type(exc).__name__)
             merged.rejected += [(ev, "processing_error") for ev in user_events]
             continue
         for o in part.outputs:
@@ -164,19 +136,12 @@ def _process(model, events, load, policy) -> BatchResult:
         events = [ev for ev in events if id(ev) not in dropped]
     row = {user: i for i, user in enumerate(states)}
     batch = BatchState(model, [(st.gru, st.window) for st in states.values()])
-    outputs: list[Output] = []
-    embeddings: list = []
-    for round_events in _rounds(events):
-        _apply_round(model, batch, row, round_events, states, policy, counts, expired)
-        for ev in round_events:
-            if ev.event == "expire":
-                continue
-            st = states[ev.user_id]
-            embeddings.append(batch.embedding(row[ev.user_id]))
-            exclude = frozenset(st.clicked) if policy.exclude_clicked else frozenset()
-            outputs.append(Output(ev.user_id, ev.event_id, ev.ts, st.session, model.version,
-                                  len(embeddings) - 1, ev.event == "click", ev.received,
-                                  exclude))
+    plans, answers = plan_batch(events, states, model.index_of, policy, counts, expired,
+                                lambda: _fresh(model))
+    embeddings = list(_execute(batch, row, plans, answers))  # (D,) each
+    outputs = [Output(a.event.user_id, a.event.event_id, a.event.ts, a.session, model.version,
+                      i, a.event.event == "click", a.event.received, a.exclude)
+               for i, a in enumerate(answers)]
     for st, (gru, window) in zip(states.values(), batch.blobs()):
         st.gru, st.window = gru, window
     for user in expired:
@@ -222,11 +187,16 @@ def _load(model: StreamModel, load, user_id: str) -> UserState | None:
     return st
 
 
-@lru_cache(maxsize=8)
 def _blob_sizes(model: StreamModel) -> tuple[int, int]:
     """Bytes of a (gru, window) state of this model, from a fresh one."""
-    gru, window = model.fresh(1)[0]
+    gru, window = _fresh_blobs(model)
     return len(gru), len(window)
+
+
+@lru_cache(maxsize=8)
+def _fresh_blobs(model: StreamModel) -> tuple[bytes, bytes]:
+    """A fresh state of this model, made once: a new user costs no model call."""
+    return model.fresh(1)[0]
 
 
 def _after_bad_state(model, ev: Incoming, bad: BadState, counts: Counter,
@@ -234,28 +204,14 @@ def _after_bad_state(model, ev: Incoming, bad: BadState, counts: Counter,
     """A fresh state in place of a bad row; `ev`, the event that met it, is rejected.
     The fresh state records `ev`'s offset (a redelivery of it is skipped) and time (so
     the TTL sweep can expire a user who never comes back)."""
-    log.warning("user %r: stored state unusable (%s) at [%d]@%d; the event is "
-                "dead-lettered and the user starts afresh", ev.user_id, bad, ev.partition,
-                ev.offset)
+    log.warning("stored state unusable (%s) at [%d]@%d; the event is dead-lettered and "
+                "its user starts afresh", bad, ev.partition, ev.offset)
     counts["bad_states"] += 1
     fresh = _fresh(model)
     fresh.offset, fresh.partition, fresh.last_seen = ev.offset, ev.partition, ev.ts
     if ev.event == "expire":
         expired.add(ev.user_id)  # deleted, unless a later event of the batch revives it
     return fresh
-
-
-def _rounds(events: list[Incoming]) -> list[list[Incoming]]:
-    """Round r holds each user's r-th event of the batch, keeping per-user order."""
-    seen: Counter = Counter()
-    rounds: list[list[Incoming]] = []
-    for ev in events:
-        r = seen[ev.user_id]
-        seen[ev.user_id] += 1
-        if r == len(rounds):
-            rounds.append([])
-        rounds[r].append(ev)
-    return rounds
 
 
 def _current(model: StreamModel, state: UserState | None, counts: Counter) -> UserState:
@@ -267,105 +223,39 @@ def _current(model: StreamModel, state: UserState | None, counts: Counter) -> Us
 
 
 def _fresh(model: StreamModel) -> UserState:
-    gru, window = model.fresh(1)[0]
+    gru, window = _fresh_blobs(model)
     return UserState(gru=gru, window=window, model=model.version, session=1)
 
 
-def _apply_round(model, batch, row, events, states, policy, counts, expired) -> None:
-    to_roll, to_step = [], []
-    for ev in events:
-        st = states[ev.user_id]
-        if _seen(st, ev):
-            counts["redelivered"] += 1
-            continue
-        if ev.event == "expire":
-            _expire(model, batch, row, states, ev, counts, expired)
-            continue
-        expired.discard(ev.user_id)  # an event after an expire in the batch revives it
-        st.offset, st.partition = ev.offset, ev.partition
-        st.applied += 1
-        st.last_seen = ev.ts if st.last_seen is None else max(st.last_seen, ev.ts)
-        item = model.index_of.get(ev.item_id) if ev.event == "click" else None
-        if ev.event == "click" and item is None:
-            # as in training, where rare items are filtered out before sessionising:
-            # the event neither moves the session clock nor enters the window
-            counts["unknown_items"] += 1
-            continue
-        reason = _session_end_reason(st, ev, policy)
-        if reason:
-            to_roll.append(ev.user_id)
-            counts[f"rolled_{reason}"] += 1
-        if item is not None and not reason and st.clicked and st.clicked[-1] == item:
-            counts["repeats"] += 1  # training drops consecutive repeats too
-        elif item is not None:
-            to_step.append((ev.user_id, item))
-        if st.last_ts is not None and ev.ts < st.last_ts:
-            counts["late"] += 1
-        st.last_ts = ev.ts if st.last_ts is None else max(st.last_ts, ev.ts)
-    roll_sessions(batch, [row[u] for u in to_roll], [states[u] for u in to_roll])
-    _step(batch, [(row[u], item) for u, item in to_step], [states[u] for u, _ in to_step])
-
-
-def _seen(st: UserState, ev: Incoming) -> bool:
-    """Applied already: at or below the recorded offset of the same partition. An offset
-    of another partition (the user was re-keyed, or the topic re-partitioned) says
-    nothing about this one."""
-    return st.partition in (ev.partition, -1) and ev.offset <= st.offset
-
-
-def _expire(model, batch, row, states, ev, counts, expired) -> None:
-    st = states[ev.user_id]
-    if st.applied == 0:  # nothing to expire (e.g. an expire redelivered after the
-        expired.add(ev.user_id)  # deletion): make sure it is not written either
-        return
-    if ev.applied_offset is not None and ev.applied_offset != st.offset:
-        counts["stale_expires"] += 1  # the user was active after the sweep looked
-        st.offset, st.partition = ev.offset, ev.partition
-        st.applied += 1
-        return
-    counts["expired"] += 1
-    fresh = _fresh(model)
-    # a redelivered event from before the expiry stays skipped
-    fresh.offset, fresh.partition = ev.offset, ev.partition
-    states[ev.user_id] = fresh
-    batch.reset([row[ev.user_id]])
-    expired.add(ev.user_id)
-
-
-def _session_end_reason(st: UserState, ev: Incoming, policy: Policy) -> str | None:
-    if ev.event == "session_end" and ev.session is not None:
-        # the sweep's end: void if a click has opened a new session since
-        return "sweep" if ev.session == st.session and st.length else None
-    if ev.event == "session_end":
-        return "explicit"
-    if st.length == 0:
-        return None
-    if st.last_ts is not None and ev.ts - st.last_ts > policy.session_gap_s:
-        return "gap"
-    if st.length >= policy.max_session_len:
-        return "max_len"
-    return None
-
-
-def roll_sessions(batch: BatchState, rows: list[int], states: list[UserState]) -> None:
-    """One model call rolls the GRU of the given users and opens new sessions."""
-    if not rows:
-        return
-    batch.end_sessions(rows)
-    for st in states:
-        if st.length:
-            st.sessions_rolled += 1
-        st.session += 1
-        st.length, st.clicked, st.last_ts = 0, [], None
-
-
-def _step(batch: BatchState, pairs: list[tuple[int, int]], states: list[UserState]) -> None:
-    if not pairs:
-        return
-    batch.step([r for r, _ in pairs], [i for _, i in pairs])
-    for st, (_, item) in zip(states, pairs):
-        st.length += 1
-        st.clicked.append(item)
+def _execute(batch: BatchState, row: dict[str, int], plans: dict[str, list[Segment]],
+             answers: list[Answer]) -> np.ndarray:
+    """Run the plans phase by phase (phase p: every user's p-th segment): one
+    `step_many` for the items, then one roll and one reset for the segments that end
+    so. Returns the embedding answering each answer (n, D)."""
+    pool: list[np.ndarray] = []  # blocks of embeddings, rows counted by `size`
+    start_at: dict[tuple[str, int], int] = {}  # (user, segment) -> row of its start state
+    fed_at: dict[tuple[str, int], int] = {}  # (user, segment) -> row after its first item
+    size = 0
+    for p in range(max(map(len, plans.values()), default=0)):
+        users = [u for u, segs in plans.items() if len(segs) > p]
+        pool.append(batch.embeddings([row[u] for u in users]))  # (n_users, D)
+        start_at.update({(u, p): size + i for i, u in enumerate(users)})
+        size += len(users)
+        fed = [u for u in users if plans[u][p].items]
+        if fed:
+            pool.append(batch.step_many([row[u] for u in fed], [plans[u][p].items for u in fed]))
+            for u in fed:
+                fed_at[(u, p)] = size
+                size += len(plans[u][p].items)
+        for end, call in ((ROLL, batch.end_sessions), (RESET, batch.reset)):
+            ending = [row[u] for u in users if plans[u][p].end == end]
+            if ending:
+                call(ending)
+    if not answers:
+        return np.zeros((0, 0), np.float32)
+    at = [start_at[(a.event.user_id, a.segment)] if a.fed == 0 else
+          fed_at[(a.event.user_id, a.segment)] + a.fed - 1 for a in answers]
+    return np.concatenate(pool)[at]  # (n, D)
 
 
 def _attach_top_k(model, outputs, embeddings, policy) -> None:
@@ -375,21 +265,3 @@ def _attach_top_k(model, outputs, embeddings, policy) -> None:
     emb = np.stack([embeddings[o.embedding_row] for o in wanted])  # (n, D)
     for o, items in zip(wanted, model.top_k(emb, policy.top_k, [o.exclude for o in wanted])):
         o.items = items
-
-
-def is_idle(st: UserState, watermark: float, gap_s: float) -> bool:
-    """The user's open session has been idle longer than the gap, in event time
-    (the watermark is the latest event time the worker has seen)."""
-    return bool(st.length) and st.last_ts is not None and watermark - st.last_ts > gap_s
-
-
-def is_expired(st: UserState, watermark: float, ttl_s: float) -> bool:
-    """No event from the user for longer than the TTL, in event time."""
-    seen = st.last_seen if st.last_seen is not None else st.last_ts
-    return seen is not None and watermark - seen > ttl_s
-
-
-def idle_sessions(states: dict[str, UserState], watermark: float,
-                  gap_s: float) -> list[str]:
-    return [u for u, st in states.items() if is_idle(st, watermark, gap_s)]
-
