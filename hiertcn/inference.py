@@ -151,14 +151,11 @@ class BatchState:
         """Feed each row its items in order (lists of any length, 0 allowed), all rows
         in one model call; the embedding after each item (N, D), row by row."""
         lengths = torch.tensor([len(its) for its in items], dtype=torch.long)  # (B,)
-        longest = max(map(len, items), default=0)
-        padded = torch.zeros(len(rows), longest, dtype=torch.long)  # (B, K)
-        mask = torch.arange(padded.shape[1]) < lengths[:, None]  # (B, K)
-        padded[mask] = torch.tensor([i for its in items for i in its], dtype=torch.long)
+        packed = torch.tensor([i for its in items for i in its], dtype=torch.long)  # (N,)
         idx = torch.tensor(rows, dtype=torch.long)
-        sub, emb = self.model.model.step_many(_rows(self.state, idx), padded, lengths)
+        sub, emb = self.model.model.step_packed(_rows(self.state, idx), packed, lengths)
         _assign(self.state, idx, sub)
-        return emb[mask].numpy()  # (N, D)
+        return emb.numpy()  # (N, D)
 
     @torch.no_grad()
     def end_sessions(self, rows: list[int]) -> None:

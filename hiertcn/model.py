@@ -102,21 +102,28 @@ class CausalConv1d(nn.Conv1d):
         x (N, C_in): B users' new inputs packed user by user, oldest first, `lengths`
         (B,) long of them each (0 allowed); past (B, P = left_pad, C_in). Returns the
         output at each new input (N, C_out) and each user's last P inputs (B, P, C_in).
-        Laid out as one sequence [past_0, x_0, past_1, x_1, ...]: input n of user b sits
-        at (b+1)*P + n and its k taps at b*P + n + i*d, i < k; only they are gathered,
-        so the cost is N x k whatever the padding of the callers' (B, K) layout."""
+        User b's sequence is [past_b, x_b]; input t of x_b sits at position P + t and
+        reads taps t + i*d, i < k. Only those N x k rows are gathered (no padding)."""
         B, P, C = past.shape
-        n = torch.arange(x.shape[0])  # (N,)
-        user = torch.arange(B).repeat_interleave(lengths)  # (N,) the user of each input
-        ends = torch.cumsum(lengths, 0)  # (B,) one past each user's last input
-        span = torch.arange(P)  # (P,)
-        seq = x.new_empty(B * P + x.shape[0], C)  # (B*P + N, C_in)
-        seq[(torch.arange(B) * P + ends - lengths)[:, None] + span] = past  # (B, P) <- past
-        seq[(user + 1) * P + n] = x
-        tap = torch.arange(self.kernel_size[0]) * self.dilation[0]  # (k,) offsets
-        taps = seq[(user * P + n)[:, None] + tap]  # (N, k, C_in)
-        new_past = seq[(torch.arange(B) * P + ends)[:, None] + span]  # (B, P, C_in)
-        return self._weigh(taps), new_past  # (N, C_out), (B, P, C_in)
+        tap = torch.arange(self.kernel_size[0]) * self.dilation[0]  # (k,)
+        if bool((lengths == lengths[0]).all()):  # K each, e.g. 1: slices, as `step` does
+            K = int(lengths[0])
+            seq = torch.cat([past, x.view(B, K, C)], dim=1)  # (B, P + K, C_in)
+            taps = seq[:, torch.arange(K)[:, None] + tap]  # (B, K, k, C_in)
+            return self._weigh(taps.reshape(B * K, len(tap), C)), seq[:, K:]
+        begins = torch.cumsum(lengths, 0) - lengths  # (B,) each user's first row of x
+        src = torch.cat([past.reshape(B * P, C), x])  # (B*P + N, C_in): pasts, then x
+
+        def rows(b: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            """Position v of user b's sequence -> its row of `src`."""
+            return torch.where(v < P, b * P + v, B * P + begins[b] + v - P)
+
+        user = torch.arange(B).repeat_interleave(lengths)[:, None]  # (N, 1)
+        t = torch.arange(x.shape[0])[:, None] - begins[user]  # (N, 1) position in x_b
+        taps = src.index_select(0, rows(user, t + tap).reshape(-1))  # (N*k, C_in)
+        last = rows(torch.arange(B)[:, None], lengths[:, None] + torch.arange(P))  # (B, P)
+        new_past = src.index_select(0, last.reshape(-1)).view(B, P, C)  # (B, P, C_in)
+        return self._weigh(taps.view(-1, len(tap), C)), new_past  # (N, C_out), new_past
 
     def _weigh(self, taps: torch.Tensor) -> torch.Tensor:
         """The kernel applied to gathered taps (N, k, C_in), oldest first -> (N, C_out)."""
@@ -336,25 +343,33 @@ class HierTCN(nn.Module):
         """Feed each user up to K clicked items in order, in one call: what `lengths[b]`
         `step` calls would do to user b. items (B, K) long, any index past a user's
         length (never read); lengths (B,) long, 0 allowed. Returns the state and the
-        embedding after each item (B, K, D), zeros at the padding. The items of a call
-        all belong to the open session: the long-term state h is the same for each."""
+        embedding after each item (B, K, D), zeros at the padding."""
         B, K = items.shape
         mask = torch.arange(K) < lengths[:, None]  # (B, K)
-        x = self.project(self.items(items[mask]))  # (N, C), user by user, oldest first
-        out = x.new_zeros(B, K, self.config.item_dim)  # (B, K, D)
-        if x.shape[0] == 0:
-            return state, out
-        user = torch.arange(B).repeat_interleave(lengths)  # (N,) the row of each item
+        state, emb = self.step_packed(state, items[mask], lengths)  # (N, D)
+        out = emb.new_zeros(B, K, emb.shape[-1])  # (B, K, D)
+        out[mask] = emb
+        return state, out
+
+    def step_packed(self, state: StepState, items: torch.Tensor,
+                    lengths: torch.Tensor) -> tuple[StepState, torch.Tensor]:
+        """`step_many` with the items packed user by user, oldest first: items (N,)
+        long, `lengths` (B,) of them each; the embedding after each item (N, D). The
+        items of a call all belong to the open session: h is the same for each."""
+        if items.shape[0] == 0:
+            return state, state.embedding.new_zeros(0, self.config.item_dim)
+        B = lengths.shape[0]
+        x = self.project(self.items(items))  # (N, C)
+        user = torch.arange(B).repeat_interleave(lengths)  # (N,) the user of each item
         state.session_sum = state.session_sum.index_add(0, user, x)  # (B, C)
         state.session_len = state.session_len + lengths
         if self.gru is not None:
             x = torch.cat([x, state.h.reshape(B, -1)[user]], dim=-1)  # (N, C + L*H)
         y, state.pasts = self.tcn.step_many(x, state.pasts, lengths)  # (N, C)
         emb = self.out(y)  # (N, D)
-        out[mask] = emb
         last = (torch.cumsum(lengths, 0) - 1).clamp(min=0)  # (B,) each user's last item
         state.embedding = torch.where((lengths > 0)[:, None], emb[last], state.embedding)
-        return state, out
+        return state, emb
 
     def end_session(self, state: StepState) -> StepState:
         """Roll the GRU with the session's mean item, then open a new session."""

@@ -77,8 +77,8 @@ def test_high_level_state_carries_across_sessions():
 @pytest.mark.parametrize("high_level", [True, False])
 def test_step_many_equals_step_after_step(high_level):
     """One call over each user's next K items (users padded to the longest, some with
-    none) gives the embeddings and state of K `step` calls, across two calls and a
-    session end, lengths beyond the receptive field (15)."""
+    none, or all alike) gives the embeddings and state of K `step` calls, across calls
+    and a session end, lengths beyond the receptive field (15)."""
     gen = torch.Generator().manual_seed(2)
     model = small_model(high_level)
     B = 6
@@ -87,6 +87,8 @@ def test_step_many_equals_step_after_step(high_level):
         for call in range(3):
             lengths = torch.randint(0, 25, (B,), generator=gen)
             lengths[call] = 0
+            if call == 2:  # every user the same number of items: the sliced path
+                lengths[:] = 17
             items = torch.randint(0, 50, (B, int(lengths.max())), generator=gen)
             many, emb = model.step_many(many, items, lengths)
             assert emb.shape == (B, int(lengths.max()), 16)

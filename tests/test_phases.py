@@ -220,10 +220,10 @@ def test_a_batch_costs_one_phase_more_than_the_most_session_ends_of_a_user(sm, m
         return Incoming(u, what, 50.0, "click", None, 0, next(offsets))
     busy = [ev("busy", w) for w in ("i1", "i2", "end", "i3", "end", "end", "i4", "i5")]
     others = [ev(u, f"i{k}") for k in range(1, 21) for u in users[1:]]
-    calls = count_calls(monkeypatch, HierTCN, ("step", "step_many", "end_session"))
+    calls = count_calls(monkeypatch, HierTCN, ("step", "step_packed", "end_session"))
     result = process_batch(sm, busy + others, lambda u: UserState.from_row(table[u]),
                            Policy(top_k=5))
     # phases: [i1 i2 | others' 20] end, [i3] end, [] end, [i4 i5]
-    assert calls == ["step_many", "end_session", "step_many", "end_session", "end_session",
-                     "step_many"]
+    assert calls == ["step_packed", "end_session", "step_packed", "end_session", "end_session",
+                     "step_packed"]
     assert result.counts["rolled_explicit"] == 3 and len(result.outputs) == 68
