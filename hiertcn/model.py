@@ -110,7 +110,8 @@ class CausalConv1d(nn.Conv1d):
             K = int(lengths[0])
             seq = torch.cat([past, x.view(B, K, C)], dim=1)  # (B, P + K, C_in)
             taps = seq[:, torch.arange(K)[:, None] + tap]  # (B, K, k, C_in)
-            return self._weigh(taps.reshape(B * K, len(tap), C)), seq[:, K:]
+            taps = taps.reshape(B * K, len(tap), C)  # (N, k, C_in), user by user
+            return self._weigh(taps), seq[:, K:]  # (N, C_out), (B, P, C_in)
         begins = torch.cumsum(lengths, 0) - lengths  # (B,) each user's first row of x
         src = torch.cat([past.reshape(B * P, C), x])  # (B*P + N, C_in): pasts, then x
 
@@ -123,7 +124,8 @@ class CausalConv1d(nn.Conv1d):
         taps = src.index_select(0, rows(user, t + tap).reshape(-1))  # (N*k, C_in)
         last = rows(torch.arange(B)[:, None], lengths[:, None] + torch.arange(P))  # (B, P)
         new_past = src.index_select(0, last.reshape(-1)).view(B, P, C)  # (B, P, C_in)
-        return self._weigh(taps.view(-1, len(tap), C)), new_past  # (N, C_out), new_past
+        taps = taps.view(-1, len(tap), C)  # (N, k, C_in)
+        return self._weigh(taps), new_past  # (N, C_out), (B, P, C_in)
 
     def _weigh(self, taps: torch.Tensor) -> torch.Tensor:
         """The kernel applied to gathered taps (N, k, C_in), oldest first -> (N, C_out)."""
