@@ -12,9 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.streambench import ceilings, report, workers
-from benchmarks.streambench.common import (DATA, PARTITIONS, RESULTS, Deadline, build_export,
-                                           load_messages, log, machine)
+from benchmarks.streambench import report, workloads
+from benchmarks.streambench.common import (DATA, RESULTS, Deadline, build_export,
+                                           load_messages, loadavg, log, machine)
 from benchmarks.streambench.hot_path import hot_path
 from benchmarks.streambench.lab import Bench
 from benchmarks.streambench.load import warm_producer
@@ -25,13 +25,18 @@ PROG = "python -m benchmarks.streambench"
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(
         prog=PROG,
-        description="Benchmark the streaming worker against a raw Kafka consumer and a "
-                    "Faust pass-through, on a real local Kafka; writes "
-                    "benchmarks/results/stream.json and stream_profile.txt.")
+        description="Benchmark the streaming worker on two workloads (many users at "
+                    "once; the MovieLens log in event-time order) against a raw Kafka "
+                    "consumer, a Faust consume-only agent and a Faust pass-through, on a "
+                    "real local Kafka; writes benchmarks/results/stream.json and "
+                    "stream_profile.txt.")
     ap.add_argument("--events", type=int, default=20000,
                     help="clicks pre-loaded and consumed by each max-rate run (default: %(default)s)")
+    ap.add_argument("--users", type=int, default=10000,
+                    help="users of the concurrent workload; more than the data has are "
+                         "reused as '<uid>#<k>' (default: %(default)s)")
     ap.add_argument("--latency-s", type=float, default=15.0,
-                    help="seconds of paced input per latency run (default: %(default)s)")
+                    help="seconds of scheduled input per half-load run (default: %(default)s)")
     ap.add_argument("--reps", type=int, default=15,
                     help="timed 200-event batches per session length (default: %(default)s)")
     ap.add_argument("--window-s", type=float, default=15.0,
@@ -39,8 +44,6 @@ def parse_args(argv=None):
                          "--events outputs (default: %(default)s)")
     ap.add_argument("--drain-s", type=float, default=10.0,
                     help="wait for answers after a latency run (default: %(default)s)")
-    ap.add_argument("--no-one-thread", action="store_true",
-                    help="skip the extra runs with OMP_NUM_THREADS=1 workers")
     ap.add_argument("--stream-batches", type=int, default=6,
                     help="200-event MovieLens batches timed without Kafka (default: %(default)s)")
     ap.add_argument("--quick", action="store_true",
@@ -48,7 +51,7 @@ def parse_args(argv=None):
                          "3 stream batches")
     ap.add_argument("--phase-timeout", type=float, default=120.0,
                     help="longest wait for any one phase (default: %(default)s)")
-    ap.add_argument("--max-seconds", type=int, default=470,
+    ap.add_argument("--max-seconds", type=int, default=900,
                     help="hard cap on the whole run; stops everything (default: %(default)s)")
     ap.add_argument("--out", default=str(RESULTS / "stream.json"),
                     help="result file; stream_profile.txt goes beside it (default: %(default)s)")
@@ -68,67 +71,26 @@ def model_figures(export_dir: Path) -> dict:
             "top_k": StreamConfig().top_k}
 
 
-def preload(bench: Bench, n: int) -> tuple[str, float]:
-    """Phase 2: n MovieLens clicks into a fresh topic; (topic, events/s)."""
-    from stream.config import StreamConfig
-    from stream.tools.replay import replay
-    topic = bench.name("clicks")
-    bench.topics([topic])
-    config = StreamConfig.resolve({"bootstrap_servers": bench.bootstrap,
-                                   "partitions": PARTITIONS})
-    t0 = time.monotonic()
-    sent = replay(config, DATA, rate=0, limit=n, topic=topic)
-    return topic, round(sent / (time.monotonic() - t0), 1)
-
-
-def run_workers(bench: Bench, count: int, preloaded: str, n: int,
-                threads: int | None) -> dict:
-    """Phase 5 for `count` workers: their maximum rate, then the latency at half of it."""
-    args = bench.args
-    tag = f"x{count}" + (", OMP_NUM_THREADS=1" if threads else "")
-    log(f"5. full worker {tag}: max rate")
-    mx = workers.max_rate(bench, count, preloaded if count == 1 else None, n, threads)
-    log(f"   {mx['events_per_s']:,.0f} events/s over {mx['outputs']} outputs "
-        f"(process_batch {mx.get('process_batch_share_of_wall')} of the wall time)")
-    log(f"   latency at 50% = {mx['events_per_s'] / 2:,.0f} events/s "
-        f"for {args.latency_s:g}s")
-    lat = workers.latency(bench, count, mx["events_per_s"] / 2, args.latency_s, threads)
-    log(f"   p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms "
-        f"({lat['answered']}/{lat['events']} answered)")
-    return {"events_per_s": mx["events_per_s"],
-            "events_per_s_per_worker": round(mx["events_per_s"] / count, 1),
-            "p50_ms": lat.get("p50_ms"), "p99_ms": lat.get("p99_ms"),
-            "max_rate_run": mx, "half_load_run": lat}
-
-
-def kafka_phases(bench: Bench, result: dict, t_start: float) -> None:
-    """Phases 2 to 5, their figures into `result`."""
-    args = bench.args
-    n = min(args.events, len(bench.events))
-    log(f"2. pre-loading {n} MovieLens clicks into a {PARTITIONS}-partition topic")
-    pre, result["preload_events_per_s"] = preload(bench, n)
-    log("3. raw confluent-kafka consume")
-    raw = ceilings.raw_consume(bench, pre, n)
-    result["raw_consume_events_per_s"], result["raw_consume"] = raw["events_per_s"], raw
-    log(f"   raw consume {raw['events_per_s']:,.0f} events/s")
-    log("4. Faust pass-through")
-    pt = ceilings.passthrough(bench, pre, n)
-    result["passthrough_events_per_s"], result["passthrough"] = pt["events_per_s"], pt
-    log(f"   pass-through {pt['events_per_s']:,.0f} events/s")
-    by_count = {str(c): run_workers(bench, c, pre, n, None) for c in (1, 2)}
-    # Extra: the same with one torch/faiss thread per worker (the hot path's
-    # fastest setting on this machine), as far as the time cap allows.
-    one_thread: dict = {}
-    for count, needs_s in ((1, 80), (2, 120)):
-        left = args.max_seconds - (time.monotonic() - t_start)
-        if args.no_one_thread or left < needs_s:
-            one_thread[str(count)] = {"skipped": f"{left:.0f}s left of the cap"
-                                      if not args.no_one_thread else "--no-one-thread"}
-            continue
-        one_thread[str(count)] = run_workers(bench, count, pre, n, 1)
-    result["workers_one_thread"] = one_thread
-    result["workers"] = by_count
-    result["full_worker_events_per_s"] = by_count["1"]["events_per_s"]
+def kafka_phases(bench: Bench, result: dict) -> None:
+    """Both workloads with their ceilings, then two workers; figures into `result`."""
+    from stream.tools.replay import load_events
+    n = min(bench.args.events, len(bench.events))
+    conc = workloads.concurrent(load_events(DATA), bench.args.users, n)
+    by_name = {"concurrent": workloads.run(bench, conc, passthrough=True),
+               "bursty": workloads.run(bench, workloads.bursty(bench.events, n))}
+    result["workloads"] = by_name
+    ceil = by_name["concurrent"]["ceilings"]
+    result["ceilings"] = {"raw_consume_events_per_s": ceil["raw_consume"],
+                          "faust_consume_only_events_per_s": ceil["faust_consume_only"],
+                          "faust_passthrough_events_per_s": ceil["faust_passthrough"],
+                          "measured_on": "the concurrent workload's pre-loaded topic"}
+    # the keys of earlier results
+    result["raw_consume_events_per_s"] = ceil["raw_consume"]
+    result["passthrough_events_per_s"] = ceil["faust_passthrough"]
+    two = workloads.two_workers(bench, conc)
+    result["two_workers"] = two
+    result["two_workers_vs_one"] = round(
+        two["events_per_s"] / by_name["concurrent"]["events_per_s"], 3)
 
 
 def main(argv=None) -> int:
@@ -159,7 +121,8 @@ def main(argv=None) -> int:
         bench = Bench(args, work, broker, export_dir, messages)
         warm_s = warm_producer(bench.producer, bench.name("warm"))
         log(f"broker {broker.bootstrap}; producer id acquired in {warm_s:.1f}s")
-        kafka_phases(bench, result, t_start)
+        kafka_phases(bench, result)
+        result["machine"]["loadavg_at_end"] = loadavg()
         result["ratios"] = report.ratios(result)
         result["targets"] = report.targets(result)
         result["notes"] = report.notes(result)
@@ -172,12 +135,13 @@ def main(argv=None) -> int:
             broker.stop()
         result["total_seconds"] = round(time.monotonic() - t_start, 1)
         shutil.rmtree(work, ignore_errors=True)
+    result["machine"].setdefault("loadavg_at_end", loadavg())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     log(f"wrote {out} in {result['total_seconds']}s")
-    print(json.dumps({k: result[k] for k in ("raw_consume_events_per_s",
-                      "passthrough_events_per_s", "ratios", "targets")}, indent=2))
+    print(json.dumps({k: result.get(k) for k in ("ceilings", "ratios")}, indent=2))
+    print("\n".join(report.target_lines(result.get("targets", {}))))
     return 0
 
 

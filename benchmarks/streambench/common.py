@@ -20,6 +20,9 @@ SESSION_LENS = (1, 10, 50)
 # The latency producer: the project's producer settings (stream.tools.replay), but sending
 # at once: with linger 20 ms the producer's own batching would sit inside the latency.
 LATENCY_LINGER_MS = 1
+# Output topics (recommendations, pass-through): the broker stamps each message when it
+# appends it, so latency ends where the output reached Kafka, however the worker sends.
+OUTPUT_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
 
 
 def log(msg: str) -> None:
@@ -49,12 +52,15 @@ def load_messages() -> list[tuple[bytes, bytes, str]]:
             for user, item, ts, event, eid in zip(*cols)]
 
 
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
 def machine() -> dict:
     import torch
-    load = os.getloadavg()
     return {"cpus": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "platform": platform.platform(),
-            "loadavg_at_start": [round(x, 2) for x in load]}
+            "loadavg_at_start": loadavg()}
 
 
 def pct(values, q) -> float:

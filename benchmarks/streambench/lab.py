@@ -9,7 +9,7 @@ from pathlib import Path
 
 from stream.tools.harness import REPO, Process, Topics, WorkerProcess
 
-from benchmarks.streambench.common import LATENCY_LINGER_MS, PARTITIONS
+from benchmarks.streambench.common import LATENCY_LINGER_MS, OUTPUT_TOPIC_CONFIG, PARTITIONS
 from benchmarks.streambench.load import make_producer
 
 PASSTHROUGH_APP = REPO / "benchmarks" / "streambench" / "passthrough_app.py"
@@ -29,17 +29,23 @@ class Bench:
         self.serial += 1
         return f"bench-{self.serial}-{what}"
 
-    def topics(self, names: list[str]) -> None:
+    def topics(self, names: list[str], output: bool = False) -> None:
+        """Fresh topics; `output`: stamped by the broker (LogAppendTime), so an output's
+        timestamp is when it reached Kafka, whatever its producer set."""
         from stream.admin import create_topics
-        create_topics(self.bootstrap, {n: PARTITIONS for n in names})
+        create_topics(self.bootstrap, {n: PARTITIONS for n in names},
+                      OUTPUT_TOPIC_CONFIG if output else None)
 
-    def passthrough_app(self, app_id: str, clicks: str, out: str, batch: int) -> Process:
-        """The Faust pass-through (passthrough_app.py) as a worker process."""
+    def passthrough_app(self, app_id: str, clicks: str, out: str | None, batch: int,
+                        env: dict | None = None) -> Process:
+        """The Faust baseline (passthrough_app.py) as a worker process; `out` None and
+        env PT_SEND=0: the consume-only agent."""
         proc = Process([sys.executable, str(PASSTHROUGH_APP), "worker", "-l", "warn"],
                        self.work / f"{app_id}.log",
                        env={"PT_BOOTSTRAP": self.bootstrap, "PT_APP_ID": app_id,
-                            "PT_IN": clicks, "PT_OUT": out, "PT_PARTITIONS": str(PARTITIONS),
-                            "PT_BATCH": str(batch), "PT_DATADIR": str(self.work / app_id)})
+                            "PT_IN": clicks, "PT_OUT": out or "", "PT_PARTITIONS": str(PARTITIONS),
+                            "PT_BATCH": str(batch), "PT_DATADIR": str(self.work / app_id),
+                            **(env or {})})
         self.procs.append(proc)
         return proc
 

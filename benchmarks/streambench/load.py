@@ -24,6 +24,7 @@ class Reader(threading.Thread):
         self.kafka_ts: list[int] = []
         self.arrived: list[float] = []
         self.event_ids: list[str | None] = []
+        self.timestamp_types: set[int] = set()  # 1 CreateTime, 2 LogAppendTime
         self.stop_flag = threading.Event()
         self.done = threading.Event()
 
@@ -40,7 +41,9 @@ class Reader(threading.Thread):
                 for msg in msgs:
                     if msg.error():
                         continue
-                    self.kafka_ts.append(msg.timestamp()[1])
+                    ts_type, ts = msg.timestamp()
+                    self.timestamp_types.add(ts_type)
+                    self.kafka_ts.append(ts)
                     self.arrived.append(now)
                     if self.decode:
                         self.event_ids.append(orjson.loads(msg.value()).get("event_id"))
@@ -59,6 +62,10 @@ class Reader(threading.Thread):
                     raise RuntimeError(f"{p.log.name} exited {p.proc.returncode}:\n"
                                        + p.tail())
         return len(self.kafka_ts)
+
+    def timestamp_type(self) -> str:
+        names = {1: "CreateTime", 2: "LogAppendTime"}
+        return "+".join(sorted(names.get(t, str(t)) for t in self.timestamp_types)) or "none"
 
     def count_of(self, prefix: str) -> int:
         return sum(1 for e in list(self.event_ids) if e and e.startswith(prefix))

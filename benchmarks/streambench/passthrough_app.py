@@ -1,5 +1,5 @@
-"""The Faust pass-through baseline of the stream benchmark (benchmarks/streambench/):
-consume, send.
+"""The Faust baselines of the stream benchmark (benchmarks/streambench/): pass-through
+(consume, send) and consume-only (PT_SEND=0: consume, count, nothing else).
 
 The smallest agent that does what the real worker does around its model call:
 micro-batches from `take_events(200, within=0.05)` (the worker's defaults), and one
@@ -12,9 +12,17 @@ process like the real one:
 
 Settings come from the environment (PT_*): PT_PARTITIONS (default 4), PT_BATCH
 (200), PT_WITHIN (0.05), PT_DATADIR (Faust's datadir; nothing is stored there).
+
+Consume-only (PT_SEND=0, no PT_OUT): `take_events(PT_BATCH)` and a count, no sends, no
+tables: the most a Faust agent reads. It has no output to time, so it times itself:
+once PT_EXPECT events came, or PT_WINDOW_S seconds after its first batch, it writes
+{"events", "seconds", "first_batch"} (seconds from its first batch to its last) as JSON
+to PT_REPORT.
 """
 
+import json
 import os
+import time
 
 import faust
 
@@ -43,14 +51,35 @@ app = faust.App(
 )
 
 source = app.topic(env["PT_IN"], key_type=bytes, value_type=bytes, partitions=PARTITIONS)
-sink = app.topic(env["PT_OUT"], key_type=bytes, value_type=bytes, partitions=PARTITIONS)
+SEND = env.get("PT_SEND", "1") != "0"
 
 
-@app.agent(source)
-async def passthrough(stream):
-    async for events in stream.take_events(BATCH, within=WITHIN):
-        for event in events:
-            sink.send_soon(key=event.message.key, value=event.message.value)
+if SEND:
+    sink = app.topic(env["PT_OUT"], key_type=bytes, value_type=bytes, partitions=PARTITIONS)
+
+    @app.agent(source)
+    async def passthrough(stream):
+        async for events in stream.take_events(BATCH, within=WITHIN):
+            for event in events:
+                sink.send_soon(key=event.message.key, value=event.message.value)
+else:
+    EXPECT = int(env.get("PT_EXPECT", "0"))
+    WINDOW_S = float(env.get("PT_WINDOW_S", "15"))
+
+    @app.agent(source)
+    async def consume_only(stream):
+        count, first, first_n, reported = 0, None, 0, False
+        async for events in stream.take_events(BATCH, within=WITHIN):
+            now = time.perf_counter()
+            if first is None:
+                first, first_n = now, len(events)
+            count += len(events)
+            if not reported and (count >= EXPECT or now - first >= WINDOW_S):
+                report = {"events": count, "seconds": now - first, "first_batch": first_n}
+                with open(env["PT_REPORT"] + ".tmp", "w") as f:
+                    json.dump(report, f)
+                os.replace(env["PT_REPORT"] + ".tmp", env["PT_REPORT"])
+                reported = True
 
 
 if __name__ == "__main__":

@@ -1,27 +1,35 @@
-"""Phase 5: the real worker (`python -m stream.cli worker`, real RocksDB, the full-size
-HierTCN), one and two in a consumer group: the maximum rate (first to n-th
-recommendation) and the latency at half that rate (the recommendation's Kafka timestamp
-minus its click's produce timestamp, matched by event_id)."""
+"""The real worker (`python -m stream.cli worker`, real RocksDB, the full-size HierTCN),
+one or two in a consumer group, on a workload: the maximum rate (first to n-th
+recommendation) and the latency at a lower offered rate (the recommendation's broker
+timestamp, LogAppendTime, minus its click's producer timestamp, matched by event_id).
+Only the worker's command line, its topics and its /ready/ and /metrics/ pages are used."""
 
 from __future__ import annotations
 
 import time
 
 import numpy as np
+import orjson
 
+from stream.records import encode_click
 from stream.tools.harness import WorkerProcess
 
 from benchmarks.streambench.common import pct
 from benchmarks.streambench.lab import Bench
 from benchmarks.streambench.load import (MIN_OUTPUTS, Reader, produce, rate_first_to_last,
                                          wait_group_stable)
+from benchmarks.streambench.loadgen import send_schedule
+from benchmarks.streambench.schedule import Send
+
+WARM = 100  # warm-up clicks before a latency run, answered before the clock starts
 
 
 def start_workers(bench: Bench, count: int, clicks: str, what: str,
                   threads: int | None = None) -> tuple[list[WorkerProcess], dict]:
     app_id = bench.name(what)
     recs, emb, dlq = (f"{app_id}-recs", f"{app_id}-emb", f"{app_id}-dlq")
-    bench.topics([recs, emb])
+    bench.topics([recs], output=True)
+    bench.topics([emb])
     procs = []
     for i in range(count):
         procs.append(bench.worker(app_id, i, clicks, recs, emb, dlq, threads))
@@ -41,10 +49,12 @@ def wait_ready(bench: Bench, procs: list[WorkerProcess], app_id: str) -> None:
     bench.reap_retired()  # the previous phase's workers are gone before we time
 
 
-def max_rate(bench: Bench, count: int, preloaded: str | None, n: int,
+def max_rate(bench: Bench, count: int, preloaded: str | None, messages: list,
              threads: int | None = None) -> dict:
-    """First to n-th recommendation: from the pre-loaded topic (1 worker), or, with
-    several workers, from an empty topic filled once every worker is in the group."""
+    """First to n-th recommendation (n = len(messages)): from the pre-loaded topic
+    holding `messages`, or (None) from an empty topic filled with them once every worker
+    is in the group."""
+    n = len(messages)
     clicks = preloaded or bench.name("clicks")
     if preloaded is None:
         bench.topics([clicks])
@@ -58,7 +68,7 @@ def max_rate(bench: Bench, count: int, preloaded: str | None, n: int,
     if preloaded is None:
         wait_ready(bench, procs, names["app_id"])
         t0 = time.monotonic()
-        for key, value, _ in bench.events[:n]:
+        for key, value, _ in messages:
             produce(bench.producer, clicks, key, value)
         bench.producer.flush(60)
         produce_s = round(time.monotonic() - t0, 3)
@@ -67,6 +77,7 @@ def max_rate(bench: Bench, count: int, preloaded: str | None, n: int,
         raise RuntimeError(f"{count} worker(s) produced {got} of {n} recommendations:\n"
                            + procs[0].tail())
     out = rate_first_to_last(reader.kafka_ts, n)
+    out["output_timestamp_type"] = reader.timestamp_type()
     out["input"] = "pre-loaded topic" if preloaded else \
         f"produced after the group was stable ({produce_s}s to produce)"
     out.update(worker_metrics(procs, out["events_per_s"]))
@@ -99,70 +110,58 @@ def worker_metrics(procs: list[WorkerProcess], rate: float | None) -> dict:
     return out
 
 
-def latency(bench: Bench, count: int, rate: float, seconds: float,
+def warm_up(sends: list[Send]) -> list[Send]:
+    """WARM clicks of users of their own ("warm-<i>"), items of the run, at the run's
+    first event time (the worker's sweep clock is not pushed ahead), 10 ms apart."""
+    clicks = [orjson.loads(s.value) for s in sends[:WARM]]
+    ts = clicks[0]["ts"]
+    return [Send(i * 0.01, f"warm-{i}".encode(),
+                 encode_click(f"warm-{i}", clicks[i % len(clicks)]["item_id"], ts, "click",
+                              f"warm:{i}"), f"warm:{i}") for i in range(WARM)]
+
+
+def latency(bench: Bench, count: int, sends: list[Send], offered: float,
             threads: int | None = None) -> dict:
+    """`sends` on their schedule (`offered` events/s) to fresh workers; every click's
+    latency, in send order: an unanswered one counts as waited until the run's end."""
     clicks = bench.name("clicks")
     bench.topics([clicks])
     procs, names = start_workers(bench, count, clicks, f"lat{count}", threads)
-    m = min(len(bench.events), max(1, int(rate * seconds)))
-    warm = 100
-    reader = Reader(bench.bootstrap, names["recs"], warm + m, decode=True,
+    seconds = sends[-1].at if sends else 0.0
+    reader = Reader(bench.bootstrap, names["recs"], WARM + len(sends), decode=True,
                     timeout=bench.args.phase_timeout + seconds)
     reader.start()
     wait_ready(bench, procs, names["app_id"])
-    # pipeline warm-up: distinct users and ids, at a low rate, answered before timing
-    for i, (key, value, eid) in enumerate(bench.events[-warm:]):
-        produce(bench.producer, clicks, key, value.replace(eid.encode(), b"warm:" + eid.encode()))
-        bench.producer.poll(0)
-        time.sleep(0.01)
+    send_schedule(bench.producer, clicks, warm_up(sends))
     bench.producer.flush(30)
     deadline = time.monotonic() + 15
-    while reader.count_of("warm:") < warm and time.monotonic() < deadline:
+    while reader.count_of("warm:") < WARM and time.monotonic() < deadline:
         time.sleep(0.1)
-    # the timed run: m events paced at `rate`, each stamped with its produce time
-    sent_at: dict[str, int] = {}
-    start = time.monotonic()
-    for i, (key, value, eid) in enumerate(bench.events[:m]):
-        ahead = i / rate - (time.monotonic() - start)
-        if ahead > 0.0005:
-            time.sleep(ahead)
-        ts = int(time.time() * 1000)
-        produce(bench.producer, clicks, key, value, ts)
-        sent_at[eid] = ts
-        if i % 20 == 0:
-            bench.producer.poll(0)
-    produce_s = time.monotonic() - start
+    # the timed run: each click stamped with its send time
+    sent = send_schedule(bench.producer, clicks, sends)
     bench.producer.flush(30)
     reader.wait(bench.args.drain_s, procs)
     reader.stop_flag.set()
     reader.wait(5)
-    waited_until = int(time.time() * 1000)
-    lat_of, read_of = {}, {}
-    for kts, arrived, eid in zip(list(reader.kafka_ts), list(reader.arrived),
-                                 list(reader.event_ids)):
-        if eid in sent_at and eid not in lat_of:  # the first answer counts
-            lat_of[eid] = kts - sent_at[eid]
-            read_of[eid] = arrived * 1000 - sent_at[eid]
-    # in send order; an event never answered counts with the time it has waited
-    # so far, a lower bound (then the percentiles it reaches are lower bounds too)
-    missing = [e for e in sent_at if e not in lat_of]
-    for e in missing:
-        lat_of[e] = read_of[e] = waited_until - sent_at[e]
-    lat = [lat_of[e] for e in sent_at]
-    read_lat = [read_of[e] for e in sent_at]
-    out = {"offered_events_per_s": round(rate, 1),
-           "achieved_events_per_s": round(m / produce_s, 1), "events": m,
-           "answered": len(lat) - len(missing), "seconds": round(produce_s, 2),
-           "unanswered_counted_as_lower_bound": len(missing),
+    end = int(time.time() * 1000)  # the run's end: the unanswered wait until here
+    lat_of = {}
+    for kts, eid in zip(list(reader.kafka_ts), list(reader.event_ids)):
+        if eid in sent.sent_ms and eid not in lat_of:  # the first answer counts
+            lat_of[eid] = kts - sent.sent_ms[eid]
+    lat = [lat_of.get(e, end - ms) for e, ms in sent.sent_ms.items()]
+    missing = len(lat) - len(lat_of)
+    out = {"offered_events_per_s": round(offered, 1), **sent.summary(),
+           "events": len(sends), "answered": len(lat_of), "unanswered": missing,
+           "unanswered_counted_as": "waited until the run's end (drain included)",
+           "output_timestamp_type": reader.timestamp_type(),
            "warm_up_answered": reader.count_of("warm:")}
     if lat:
         q = max(1, len(lat) // 4)
         out.update({"p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
                     "mean_ms": round(float(np.mean(lat)), 2), "max_ms": float(max(lat)),
-                    "read_p50_ms": pct(read_lat, 50), "read_p99_ms": pct(read_lat, 99),
                     # a backlog that grows shows as a last quarter far above the first
                     "p50_ms_first_quarter": pct(lat[:q], 50),
                     "p50_ms_last_quarter": pct(lat[-q:], 50)})
-    out.update(worker_metrics(procs, rate))
+    out.update(worker_metrics(procs, offered))
     bench.retire(procs)
     return out
