@@ -21,6 +21,7 @@ from stream.errors import ConfigError
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 REDACTED = "***"
+EMBEDDINGS_MODES = ("event", "session_end", "off")
 DLQ_MAX_BYTES = 8 << 20  # producer request and dead-letter topic limit (see stream.admin)
 
 
@@ -39,8 +40,17 @@ class StreamConfig:
     # records (meta.json "session"); a value given here overrides it, logged at start.
     session_gap_s: float | None = None  # inactivity (s) that ends a session
     max_session_len: int | None = None  # clicks kept per session (older ones are dropped)
-    batch_size: int = 200  # micro-batch for stream.take: one model call per batch
-    batch_within_s: float = 0.05  # max wait (s) to fill a micro-batch: bounds latency
+    # Micro-batches never wait for a window (stream/worker/batching.py): a batch is the
+    # clicks already fetched, up to batch_size; a click waits for the batch in progress
+    # and its own batch's work.
+    batch_size: int = 200  # most events per micro-batch (and per model step)
+    batch_within_s: float = 0.05  # max age (s) of a filling batch's first event: only
+    #                               reached if the fetched queue never runs dry
+    # Embeddings on embeddings_topic: "event" (one per event: as many messages as the
+    # recommendations, so twice the output and ~half its bytes go here), "session_end"
+    # (only for session_end events: explicit, or the sweep's close of an idle session;
+    # a session cut by the gap on the next click or by max_session_len sends none), "off".
+    embeddings: str = "event"
     sweep_interval_s: float = 60.0  # how often the timer closes idle sessions and expires
     state_ttl_s: float = 30 * 86400.0  # event-time silence (s) after which a user's state
     #                                    is deleted (tombstones in the compacted changelog)
@@ -178,6 +188,7 @@ ENV = {
     "max_session_len": "HIERTCN_MAX_SESSION_LEN",
     "batch_size": "HIERTCN_BATCH_SIZE",
     "batch_within_s": "HIERTCN_BATCH_WITHIN_S",
+    "embeddings": "HIERTCN_EMBEDDINGS",
     "sweep_interval_s": "HIERTCN_SWEEP_INTERVAL_S",
     "state_ttl_s": "HIERTCN_STATE_TTL_S",
     "stall_s": "HIERTCN_STALL_S",
@@ -259,6 +270,15 @@ def _choice(options: tuple) -> Callable:
     return parse
 
 
+def _mode(options: tuple) -> Callable:
+    def parse(value):
+        text = str(value).strip().lower()
+        if text not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return text
+    return parse
+
+
 def _nonempty(value) -> str:
     text = str(value).strip()
     if not text:
@@ -301,6 +321,7 @@ _PARSERS: dict[str, Callable] = {
     "stall_s": _positive(float), "exclude_clicked": _bool, "web_debug_pages": _bool,
     "export_dir": lambda v: Path(_nonempty(v)), "datadir": lambda v: Path(_nonempty(v)),
     "web_port": _port,
+    "embeddings": _mode(EMBEDDINGS_MODES),
     "security_protocol": _choice(SECURITY_PROTOCOLS),
     "sasl_mechanism": _choice(SASL_MECHANISMS),
     "sasl_password": str,  # taken as is: spaces may be part of a secret

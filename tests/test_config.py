@@ -152,3 +152,28 @@ def test_faust_credentials():
     assert creds.protocol.value == "SASL_PLAINTEXT"
     ssl_creds = StreamConfig(security_protocol="SSL").faust_credentials()
     assert isinstance(ssl_creds, faust.SSLCredentials)
+
+
+def test_embeddings_option_default_env_cli_and_one_line_error(monkeypatch):
+    assert StreamConfig.resolve({}).embeddings == "event"  # as before: one per event
+    monkeypatch.setenv("HIERTCN_EMBEDDINGS", "Session_End")
+    assert StreamConfig.resolve({}).embeddings == "session_end"
+    assert StreamConfig.resolve({"embeddings": "off"}).embeddings == "off"
+    with pytest.raises(ConfigError) as err:
+        StreamConfig.resolve({"embeddings": "sometimes"})
+    message = str(err.value)
+    assert "\n" not in message
+    assert "embeddings" in message and "HIERTCN_EMBEDDINGS" in message
+    assert "event, session_end, off" in message and "'sometimes'" in message
+
+
+def test_output_producer_has_the_config_security_and_idempotence():
+    from stream.worker.publisher import producer_settings
+
+    config = StreamConfig(bootstrap_servers="k:9093", security_protocol="SASL_SSL",
+                          sasl_username="svc", sasl_password="pw")
+    settings = producer_settings(config)
+    assert settings["bootstrap.servers"] == "k:9093"
+    assert settings["security.protocol"] == "SASL_SSL" and settings["sasl.password"] == "pw"
+    assert settings["enable.idempotence"] is True  # acks=all, no duplicates on retries
+    assert settings["partitioner"] == "murmur2_random"  # as Faust's: same output partitions

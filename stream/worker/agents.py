@@ -1,14 +1,24 @@
 """The agent and the sweep, thin: decode, read tables, call the pure step
 (stream/worker/recommend.py), write tables, send.
 
-Table writes go to the changelog partition of the *event being written for*, not
-of the last event of the micro-batch, so each write runs with that event set as
-Faust's current event (`_as_current`). Without it a batch spanning partitions would
-file a user's state under another partition, and a rebalance would lose it.
+Batches: `take_available` (stream/worker/batching.py) hands over what is already
+fetched, without waiting for a window. Outputs: one librdkafka producer
+(stream/worker/publisher.py); a batch's events are acked, and so become committable,
+only once all of its outputs are delivered, batches in order; a failed delivery
+crashes the worker with those events uncommitted.
+
+Table access is per partition: each user's row is read once per batch and written
+once, both in the changelog partition of *the event being handled* (the user's last
+event of the batch), which is made Faust's current event (`_as_current`). Without it
+a write from a batch spanning partitions would file a user's state under another
+partition (a rebalance would lose it), and a read would look through every
+partition's RocksDB (Faust's `get` without a current event does, twice: `in`, then
+the read).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import weakref
@@ -18,7 +28,9 @@ import orjson
 from faust.streams import _current_event
 
 from stream.worker import metrics
+from stream.worker.batching import take_available
 from stream.worker.changelogs import changelogs_known
+from stream.worker.publisher import DeliveryFailed, OrderedAcks
 from stream.errors import BadEvent, BadState
 from stream.records import decode_click, encode_dlq, encode_embedding, encode_recommendation
 from stream.worker.recommend import Incoming, UserState, is_expired, is_idle, process_batch
@@ -30,39 +42,41 @@ def register(worker) -> None:
     config, app, tables = worker.config, worker.app, worker.tables
     holder, policy = worker.model, worker.policy  # built by create_app (stream/worker/app.py)
     watermark: dict[int, float] = {}  # partition -> latest event time seen (sweep clock)
-
-    def load(user_id: str) -> UserState | None:
-        row = tables["user_state"].get(user_id)
-        return None if row is None else UserState.from_row(row)
-
     checked = []  # the changelog partitions, once
+
+    async def crash(exc: Exception) -> None:
+        await app.crash(exc)  # the worker exits; its uncommitted events are redelivered
 
     @app.agent(worker.clicks)
     async def recommend(stream):
-        async for events in stream.take_events(config.batch_size, within=config.batch_within_s):
-            worker.last_batch = time.monotonic()
-            if not checked:
-                await changelogs_known(app, config, tables)
-                checked.append(True)
-            model = holder.get()
-            incoming, by_user = decode_batch(events, worker, watermark)
-            if not incoming:
-                continue
-            t0 = time.perf_counter()
-            result = process_batch(model, incoming, load, policy)
-            elapsed = time.perf_counter() - t0
-            metrics.BATCH_SECONDS.observe(elapsed)
-            metrics.TOP_K_SECONDS.observe(result.top_k_s)
-            metrics.MODEL_SECONDS.observe(elapsed - result.top_k_s)
-            metrics.BATCH_SIZE.observe(len(incoming))
-            for user_id, state in result.states.items():
-                with _as_current(by_user[user_id]):
-                    tables["user_state"][user_id] = state.to_row()  # one record: whole
-            for user_id in result.expired:
-                with _as_current(by_user[user_id]):
-                    del tables["user_state"][user_id]  # a tombstone in the changelog
-            publish(worker, result)
-            reject_failed(worker, events, result.rejected)
+        worker.publisher.start()
+        acks = OrderedAcks(stream.ack, crash)
+        acks.start()
+        try:
+            async for events in take_available(stream, config.batch_size, config.batch_within_s):
+                worker.last_batch = time.monotonic()
+                if not checked:
+                    await changelogs_known(app, config, tables)
+                    checked.append(True)
+                await acks.room()  # raises once a delivery failed: no further batch
+                out = worker.publisher.batch()
+                handle_batch(worker, events, watermark, out)
+                delivered = out.close()
+                delivered.add_done_callback(_timer(metrics.DELIVERY_SECONDS))
+                acks.add(delivered, events)
+        except DeliveryFailed:
+            raise  # OrderedAcks has stopped the worker
+        except Exception as exc:  # unexpected: the batch is not acked, so stop the worker
+            log.exception("the agent failed; the worker stops with its batch uncommitted")
+            await crash(exc)
+            raise
+        finally:  # stopping: the batches already sent are acked once delivered, so the
+            #       last commit covers them (else they are only answered again)
+            if acks.failed is None:
+                try:
+                    await asyncio.wait_for(acks.drained(), timeout=10.0)
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    pass
 
     @app.timer(interval=config.sweep_interval_s)
     async def sweep():
@@ -93,6 +107,38 @@ def register(worker) -> None:
                      "(event-time clock %.0f)", sent["session_end"], sent["expire"], clock)
 
 
+def handle_batch(worker, events, watermark, out) -> None:
+    """Decode, read each user's row once, step, write each row once, send to `out`."""
+    table = worker.tables["user_state"]
+    incoming, by_user = decode_batch(events, worker, watermark, out)
+    if not incoming:
+        return
+
+    def load(user_id: str) -> UserState | None:
+        metrics.TABLE_READS.inc()
+        with _as_current(by_user[user_id]):  # the partition's RocksDB only: one get
+            row = table.data.get(user_id)
+        return None if row is None else UserState.from_row(row)
+
+    model = worker.model.get()
+    t0 = time.perf_counter()
+    result = process_batch(model, incoming, load, worker.policy)
+    elapsed = time.perf_counter() - t0
+    metrics.BATCH_SECONDS.observe(elapsed)
+    metrics.TOP_K_SECONDS.observe(result.top_k_s)
+    metrics.MODEL_SECONDS.observe(elapsed - result.top_k_s)
+    metrics.BATCH_SIZE.observe(len(incoming))
+    metrics.BATCH_USERS.observe(len(by_user))
+    for user_id, state in result.states.items():
+        with _as_current(by_user[user_id]):
+            table[user_id] = state.to_row()  # one record: whole
+    for user_id in result.expired:
+        with _as_current(by_user[user_id]):
+            del table[user_id]  # a tombstone in the changelog
+    publish(worker, result, out)
+    reject_failed(worker, events, result.rejected, out)
+
+
 def sweep_event(user_id: str, st: UserState) -> bytes:
     return orjson.dumps({"user_id": user_id, "event": "session_end", "ts": st.last_ts,
                          "reason": "idle", "session": st.session})
@@ -104,9 +150,10 @@ def expire_event(user_id: str, st: UserState) -> bytes:
                          "applied_offset": st.offset})
 
 
-def decode_batch(events, worker, watermark):
-    """Decoded clicks in batch order, plus each user's last event (the write context).
-    Bad events go to the dead-letter topic with their reason and are not retried."""
+def decode_batch(events, worker, watermark, out):
+    """Decoded clicks in batch order, plus each user's last event (the read and write
+    context). Bad events go to the dead-letter topic with their reason and are not
+    retried."""
     incoming, by_user = [], {}
     now = time.time()
     for event in events:
@@ -114,7 +161,7 @@ def decode_batch(events, worker, watermark):
         try:
             click = decode_click(msg.key, msg.value, worker.config.max_event_bytes)
         except BadEvent as bad:
-            reject(worker, msg, bad.reason)
+            reject(worker, msg, bad.reason, out)
             continue
         incoming.append(Incoming(click.user_id, click.item_id, click.ts, click.event,
                                  click.event_id, msg.partition, msg.offset,
@@ -126,35 +173,39 @@ def decode_batch(events, worker, watermark):
     return incoming, by_user
 
 
-def reject(worker, msg, reason: str) -> None:
+def reject(worker, msg, reason: str, out) -> None:
     log.warning("dead-letter %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
     metrics.DLQ.labels(reason=reason.split(":")[0]).inc()
-    worker.dlq.send_soon(key=msg.key, value=encode_dlq(msg.value, reason, msg.topic,
-                                                        msg.partition, msg.offset))
+    out.send(worker.config.dlq_topic, msg.key, encode_dlq(msg.value, reason, msg.topic,
+                                                          msg.partition, msg.offset))
 
 
-def reject_failed(worker, events, rejected) -> None:
+def reject_failed(worker, events, rejected, out) -> None:
     """Dead-letter the decoded events the pure step could not use (a bad stored state,
     a failure in the model step): each costs its own event, never the batch."""
     if not rejected:
         return
     messages = {(e.message.partition, e.message.offset): e.message for e in events}
     for ev, reason in rejected:
-        reject(worker, messages[(ev.partition, ev.offset)], reason)
+        reject(worker, messages[(ev.partition, ev.offset)], reason, out)
 
 
-def publish(worker, result) -> None:
+def publish(worker, result, out) -> None:
+    """Each answered event's recommendation (clicks) and embedding, as the config's
+    `embeddings` option says: every event, session ends only, or none."""
+    config = worker.config
+    embeddings = config.embeddings
     now = time.time()
     for o in result.outputs:
         key = o.user_id.encode()
-        emb = result.embeddings[o.embedding_row]
-        worker.embeddings.send_soon(key=key, value=encode_embedding(o.user_id, o.ts, emb, o.model,
-                                                                     o.event_id))
+        if embeddings == "event" or (embeddings == "session_end" and not o.recommend):
+            out.send(config.embeddings_topic, key, encode_embedding(
+                o.user_id, o.ts, result.embeddings[o.embedding_row], o.model, o.event_id))
         if not o.recommend:
             continue
         latency_ms = (now - o.received) * 1000.0
         metrics.LATENCY.observe(latency_ms / 1000.0)
-        worker.recommendations.send_soon(key=key, value=encode_recommendation(
+        out.send(config.recommendations_topic, key, encode_recommendation(
             o.user_id, o.event_id, o.ts, o.session, o.items, o.model, round(latency_ms, 3)))
         metrics.RECOMMENDATIONS.inc()
     count_outcomes(result.counts)
@@ -166,6 +217,12 @@ def count_outcomes(counts: Counter) -> None:
             metrics.SESSIONS_ROLLED.labels(reason=name[len("rolled_"):]).inc(n)
         else:
             metrics.OUTCOMES.labels(kind=name).inc(n)
+
+
+def _timer(histogram):
+    """A done-callback observing the seconds since it was made."""
+    t0 = time.perf_counter()
+    return lambda _future: histogram.observe(time.perf_counter() - t0)
 
 
 class _as_current:

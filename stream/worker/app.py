@@ -34,6 +34,7 @@ from stream.config import DLQ_MAX_BYTES, StreamConfig
 from stream.worker import faust_fixes, store, web
 from stream.worker.agents import register
 from stream.worker.model_holder import ModelHolder
+from stream.worker.publisher import Publisher
 from stream.worker.recommend import Policy
 from stream.worker.session_policy import resolve_policy
 
@@ -44,14 +45,12 @@ log = logging.getLogger(__name__)
 class Worker:
     app: faust.App
     config: StreamConfig
-    clicks: faust.TopicT
-    recommendations: faust.TopicT
-    embeddings: faust.TopicT
-    dlq: faust.TopicT
+    clicks: faust.TopicT  # the outputs are the publisher's: names in config
     tables: dict[str, faust.Table]  # name -> table: just "user_state"
     policy: Policy  # session policy: the export's, or the config's overrides
     model: ModelHolder  # the export, loaded once; /ready/ waits for it
     store_dir: Path  # Faust's datadir: <datadir>/<app_id>/<cluster id>
+    publisher: Publisher  # the outputs' librdkafka producer (stream/worker/publisher.py)
     # what the web pages read (stream/worker/web.py)
     last_batch: float = field(default_factory=time.monotonic)  # /health/ tells a stall by it
     assigned: bool = False  # partitions assigned and tables recovered: /ready/ needs it
@@ -97,10 +96,8 @@ def create_app(config: StreamConfig, *, cluster_id: str, policy: Policy) -> Work
 
     user_state = app.Table("user_state", key_type=str, value_type=bytes,
                            partitions=config.partitions, options=rocksdb_options())
-    worker = Worker(app, config, topic(config.clicks_topic),
-                    topic(config.recommendations_topic), topic(config.embeddings_topic),
-                    topic(config.dlq_topic), {"user_state": user_state}, policy,
-                    ModelHolder(config.export_dir, config.threads), datadir)
+    worker = Worker(app, config, topic(config.clicks_topic), {"user_state": user_state}, policy,
+                    ModelHolder(config.export_dir, config.threads), datadir, Publisher(config))
     faust_fixes.install(app, config.clicks_topic)  # before it starts: no click skipped
     web.register_pages(worker)
     register(worker)  # the agent and the sweep

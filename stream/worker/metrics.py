@@ -21,6 +21,15 @@ MODEL_SECONDS = Histogram("hiertcn_model_seconds", "State + model time per micro
                           buckets=_FAST)
 TOP_K_SECONDS = Histogram("hiertcn_top_k_seconds", "faiss top-K time per micro-batch",
                           buckets=_FAST)
+BATCH_USERS = Histogram("hiertcn_batch_users", "Users per micro-batch",
+                        buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+TABLE_READS = Counter("hiertcn_table_reads_total",
+                      "user_state rows read (one RocksDB get each, in the event's "
+                      "partition): one per user per batch, so reads/batch users = 1")
+DELIVERY_SECONDS = Histogram("hiertcn_delivery_seconds",
+                             "From a batch's last output produced to all its outputs "
+                             "acknowledged by the broker (its events then committable)",
+                             buckets=_FAST)
 LATENCY = Histogram("hiertcn_event_to_recommendation_seconds",
                     "From the event's Kafka timestamp to its recommendation being queued",
                     buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))

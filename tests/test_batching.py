@@ -1,0 +1,139 @@
+"""Micro-batching without idle waits (stream/worker/batching.py) and the ordered,
+delivery-gated acks (stream/worker/publisher.py), on a fake stream: no broker."""
+
+import asyncio
+import time
+
+import pytest
+
+from stream.worker.batching import take_available
+from stream.worker.publisher import DeliveryFailed, OrderedAcks
+
+
+class FakeStream:
+    """What take_available uses of a Faust Stream: its channel's queue, processors, a
+    passive drainer that hands each event to them as `current_event` (one per loop
+    turn, as Stream._py_aiter does), `enable_acks`, and Service waits."""
+
+    def __init__(self, queue=None):
+        self.channel = self
+        self.queue = queue or asyncio.Queue()
+        self.enable_acks = True
+        self._processors = []
+        self.current_event = None
+        self.should_stop = False
+        self.acked = []
+
+    def __aiter__(self):
+        return self
+
+    def add_processor(self, fun):
+        self._processors.append(fun)
+
+    def _enable_passive(self, channel):
+        self.drainer = asyncio.ensure_future(self._drain())
+
+    async def _drain(self):
+        while True:
+            await asyncio.sleep(0)
+            event = await self.queue.get()
+            self.current_event = event
+            for fun in self._processors:
+                await fun(event)
+            self.current_event = None
+
+    async def wait(self, event):
+        await event.wait()
+
+    async def wait_for_stopped(self, event, timeout=None):
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        return False
+
+    async def ack(self, event):
+        self.acked.append(event)
+
+
+async def batches(stream, max_n, max_age_s, count):
+    out = []
+    agen = take_available(stream, max_n, max_age_s)
+    async for batch in agen:
+        out.append(list(batch))
+        if len(out) == count:
+            break
+    await agen.aclose()
+    return out
+
+
+def test_a_lone_event_goes_at_once_even_with_a_long_max_age():
+    async def run():
+        stream = FakeStream()
+        stream.queue.put_nowait("click")
+        t0 = time.monotonic()
+        got = await asyncio.wait_for(batches(stream, 200, 30.0, 1), timeout=5)
+        return got, time.monotonic() - t0, stream
+
+    got, took, stream = asyncio.run(run())
+    assert got == [["click"]]
+    assert took < 5  # take_events(200, within=30) would have held it 30 s
+    assert stream.acked == [] and stream.enable_acks is True  # acking is the caller's
+
+
+def test_what_is_buffered_goes_in_one_batch_and_max_n_splits_it_in_order():
+    async def run(n, max_n, count):
+        stream = FakeStream()
+        for i in range(n):
+            stream.queue.put_nowait(i)
+        return await asyncio.wait_for(batches(stream, max_n, 30.0, count), timeout=5)
+
+    assert asyncio.run(run(5, 200, 1)) == [[0, 1, 2, 3, 4]]
+    assert asyncio.run(run(7, 3, 3)) == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_a_batch_that_keeps_filling_goes_at_its_max_age():
+    class NeverDry(asyncio.Queue):
+        def qsize(self):  # as if the fetcher always had more on the way
+            return 1 + super().qsize()
+
+    async def run():
+        stream = FakeStream(NeverDry())
+        stream.queue.put_nowait("a")
+        stream.queue.put_nowait("b")
+        return await asyncio.wait_for(batches(stream, 200, 0.05, 1), timeout=5)
+
+    assert asyncio.run(run()) == [["a", "b"]]
+
+
+def test_acks_follow_delivery_in_batch_order_and_stop_at_a_failure():
+    async def run():
+        loop = asyncio.get_running_loop()
+        stream, failures = FakeStream(), []
+
+        async def on_failure(exc):
+            failures.append(exc)
+
+        acks = OrderedAcks(stream.ack, on_failure, limit=3)
+        acks.start()
+        first, second, third = (loop.create_future() for _ in range(3))
+        acks.add(first, ["a1", "a2"])
+        acks.add(second, ["b1"])
+        second.set_result(None)  # delivered before the first batch: must wait for it
+        await asyncio.sleep(0.01)
+        before_first = list(stream.acked)
+        first.set_result(None)
+        await acks.drained()
+        acked_two = list(stream.acked)
+        acks.add(third, ["c1"])
+        third.set_exception(DeliveryFailed("output to recs not delivered"))
+        await asyncio.sleep(0.01)
+        with pytest.raises(DeliveryFailed):
+            await acks.room()  # the agent takes no further batch
+        return before_first, acked_two, list(stream.acked), failures
+
+    before_first, acked_two, acked, failures = asyncio.run(run())
+    assert before_first == []
+    assert acked_two == ["a1", "a2", "b1"]
+    assert acked == ["a1", "a2", "b1"]  # the failed batch is never acked (not committed)
+    assert len(failures) == 1  # and the worker is stopped once
