@@ -100,3 +100,27 @@ def test_bad_arguments_are_refused():
         build(histories(events()), users=0, rate=10, duration_s=1)
     with pytest.raises(ValueError):
         build(histories(events()), users=2, rate=None, duration_s=1)
+
+
+class FakeProducer:
+    def __init__(self):
+        self.sent = []
+
+    def produce(self, topic, value, key, timestamp=None):
+        self.sent.append((topic, key, value, timestamp))
+
+    def poll(self, _):
+        return 0
+
+
+def test_sender_follows_the_schedule_and_stamps_each_click_with_its_send_time():
+    from benchmarks.streambench.loadgen import send_schedule
+    sched = build(histories(events()), users=4, rate=200, duration_s=0.1)
+    producer = FakeProducer()
+    sent = send_schedule(producer, "clicks", sched.sends)
+    assert [k for _, k, _, _ in producer.sent] == [s.key for s in sched.sends]
+    stamps = [ts for _, _, _, ts in producer.sent]
+    assert stamps == sorted(stamps) and list(sent.sent_ms.values()) == stamps
+    assert list(sent.sent_ms) == [s.event_id for s in sched.sends]
+    span_ms = (sched.sends[-1].at - sched.sends[0].at) * 1000
+    assert span_ms > 50 and stamps[-1] - stamps[0] >= span_ms - 5  # paced, not at once

@@ -1,8 +1,8 @@
 """Streaming benchmark: the worker on two workloads, against ceilings measured in the
 same run (raw Kafka consume, a Faust consume-only agent, a Faust pass-through).
 
-    python -m benchmarks.streambench                  # ~10-13 min, writes the results
-    python -m benchmarks.streambench --quick          # ~4-6 min smoke run, same keys
+    python -m benchmarks.streambench                  # ~5-7 min, writes the results
+    python -m benchmarks.streambench --quick          # ~2-3 min smoke run, same keys
     python -m benchmarks.streambench --events 20000 --users 10000 --latency-s 20
     python -m benchmarks.streambench.loadgen --users 10000 --rate 500 --duration 60
 

@@ -79,6 +79,8 @@ def kafka_phases(bench: Bench, result: dict) -> None:
     by_name = {"concurrent": workloads.run(bench, conc, passthrough=True),
                "bursty": workloads.run(bench, workloads.bursty(bench.events, n))}
     result["workloads"] = by_name
+    from stream.config import StreamConfig
+    result["worker_batch_within_s"] = StreamConfig().batch_within_s
     ceil = by_name["concurrent"]["ceilings"]
     result["ceilings"] = {"raw_consume_events_per_s": ceil["raw_consume"],
                           "faust_consume_only_events_per_s": ceil["faust_consume_only"],

@@ -94,13 +94,18 @@ def notes(r: dict) -> list[str]:
         f"{conc['max_rate_run'].get('process_batch_share_of_wall')}, bursty "
         f"{burst['max_rate_run'].get('process_batch_share_of_wall')}; mean micro-batch "
         f"{conc['max_rate_run'].get('mean_batch_events')} / "
-        f"{burst['max_rate_run'].get('mean_batch_events')} events.",
+        f"{burst['max_rate_run'].get('mean_batch_events')} events, holding about "
+        f"{conc['info'].get('users_per_200_clicks')} / {burst['info'].get('users_per_200_clicks')}"
+        f" users per 200 clicks: the worker reads and writes one table row (and its "
+        f"changelog message) per user of a batch, not per event.",
         "Latency = the recommendation's broker timestamp (its topic is LogAppendTime: "
         "when it reached Kafka, however the worker sends) minus the click's producer "
         "timestamp (the load generator's send time), matched by event_id; every click "
         "counts, an unanswered one as waited until the run's end (drain included). "
         f"Producer linger.ms={LATENCY_LINGER_MS}; a warm-up of 100 clicks of other users "
-        "is answered before the clock starts.",
+        "is answered before the clock starts. The worker waits up to its batch_within_s "
+        f"({r.get('worker_batch_within_s')} s, its default) to fill a micro-batch: at half "
+        "load that wait is inside every latency.",
         f"Hot path without Kafka (process_batch, 200 distinct users a batch): "
         f"{pe['1']}/{pe['10']}/{pe['50']} ms/event at session length 1/10/50 "
         f"(x{ra['session_len_50_vs_1']} from 1 to 50).",

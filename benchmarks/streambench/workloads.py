@@ -23,6 +23,15 @@ from benchmarks.streambench.loadgen import describe
 from benchmarks.streambench.schedule import Schedule, Send, build, histories
 
 PRELOAD_RATE = 1000.0  # only the order of a pre-loaded topic matters; any rate will do
+WINDOW = 200  # the worker's default micro-batch (StreamConfig.batch_size)
+
+
+def users_per_window(messages: list, window: int = WINDOW) -> float:
+    """Mean distinct users per `window` consecutive clicks: about the users of one
+    micro-batch, i.e. the table rows it reads and writes (per user, not per event)."""
+    counts = [len({k for k, _, _ in messages[i:i + window]})
+              for i in range(0, len(messages), window)]
+    return round(sum(counts) / len(counts), 1) if counts else 0.0
 
 
 @dataclass
@@ -44,8 +53,10 @@ def concurrent(events, users: int, n: int, seed: int = 0) -> Workload:
         sched = build(hist, users, rate, seconds, seed=seed + 1)
         log(f"   concurrent at {rate:,.0f}/s: {describe(sched)}")
         return sched.sends, sched.info
-    return Workload("concurrent", [(s.key, s.value, s.event_id) for s in pre.sends], at_rate,
-                    {"users": users, "preload_schedule": pre.info})
+    messages = [(s.key, s.value, s.event_id) for s in pre.sends]
+    return Workload("concurrent", messages, at_rate,
+                    {"users": users, "preload_schedule": pre.info,
+                     "users_per_200_clicks": users_per_window(messages)})
 
 
 def bursty(messages: list, n: int) -> Workload:
@@ -59,7 +70,8 @@ def bursty(messages: list, n: int) -> Workload:
     users = len({k for k, _, _ in messages[:n]})
     return Workload("bursty", messages[:n], at_rate,
                     {"users": users, "users_note": "distinct users among the pre-loaded "
-                     "clicks (the MovieLens log from its start, in event-time order)"})
+                     "clicks (the MovieLens log from its start, in event-time order)",
+                     "users_per_200_clicks": users_per_window(messages[:n])})
 
 
 def preload(bench: Bench, w: Workload) -> tuple[str, float]:
@@ -97,6 +109,8 @@ def run(bench: Bench, w: Workload, passthrough: bool = False) -> dict:
     log(f"{w.name}: full worker, max rate")
     mx = workers.max_rate(bench, 1, topic, w.messages)
     rate = mx["events_per_s"]
+    if not rate:
+        raise RuntimeError(f"{w.name}: no maximum rate measured: {mx}")
     log(f"   {rate:,.0f} events/s over {mx['outputs']} outputs "
         f"(process_batch {mx.get('process_batch_share_of_wall')} of its wall time)")
     half = rate / 2
