@@ -77,7 +77,8 @@ def notes(r: dict) -> list[str]:
         f"{1 / info['wall_s_per_event_s']:.1f}x the wall clock)"
         if info.get("wall_s_per_event_s") else "Workloads: concurrent (schedule.py)",
         "bursty = the MovieLens log in event-time order (few users per micro-batch, many "
-        "events each).",
+        "events each)" + (f"; its half-load run was {burst['half_load_run']['schedule']['note']}"
+                          if "note" in burst["half_load_run"].get("schedule", {}) else "") + ".",
         f"Ceilings on the concurrent topic: raw confluent-kafka consume "
         f"{c['raw_consume_events_per_s']:,.0f}/s, Faust consume-only agent "
         f"(take_events(1000), no sends, no tables) {c['faust_consume_only_events_per_s']:,.0f}/s, "

@@ -62,11 +62,20 @@ def concurrent(events, users: int, n: int, seed: int = 0) -> Workload:
 def bursty(messages: list, n: int) -> Workload:
     """`messages`: every MovieLens click in event-time order (common.load_messages)."""
     def at_rate(rate: float, seconds: float) -> tuple[list[Send], dict]:
-        m = min(len(messages), max(1, int(rate * seconds)))
+        # the clicks the maximum rate was measured on, no further: later parts of the
+        # log hold other users and other bursts, and half of one part's rate need
+        # not be half of another's
+        m = min(n, len(messages), max(1, int(rate * seconds)))
         sends = [Send(i / rate, k, v, e) for i, (k, v, e) in enumerate(messages[:m])]
-        return sends, {"events": m, "offered_events_per_s": round(rate, 1),
-                       "users_with_clicks_in_run": len({k for k, _, _ in messages[:m]}),
-                       "pacing": "evenly spaced, in event-time order"}
+        info = {"events": m, "offered_events_per_s": round(rate, 1),
+                "seconds": round(m / rate, 2),
+                "users_with_clicks_in_run": len({k for k, _, _ in messages[:m]}),
+                "pacing": "evenly spaced, in event-time order, from the log's start"}
+        if m < int(rate * seconds):
+            info["note"] = (f"cut to the {n} pre-loaded clicks of the max-rate run: "
+                            f"{m / rate:.1f}s instead of {seconds:g}s")
+            log(f"   bursty at {rate:,.0f}/s: {info['note']}")
+        return sends, info
     users = len({k for k, _, _ in messages[:n]})
     return Workload("bursty", messages[:n], at_rate,
                     {"users": users, "users_note": "distinct users among the pre-loaded "
