@@ -144,11 +144,14 @@ def latency(bench: Bench, count: int, sends: list[Send], offered: float,
     reader.stop_flag.set()
     reader.wait(5)
     end = int(time.time() * 1000)  # the run's end: the unanswered wait until here
-    lat_of = {}
-    for kts, eid in zip(list(reader.kafka_ts), list(reader.event_ids)):
+    lat_of, read_of = {}, {}  # at the broker; at the reading consumer
+    for kts, arrived, eid in zip(list(reader.kafka_ts), list(reader.arrived),
+                                 list(reader.event_ids)):
         if eid in sent.sent_ms and eid not in lat_of:  # the first answer counts
             lat_of[eid] = kts - sent.sent_ms[eid]
+            read_of[eid] = arrived * 1000 - sent.sent_ms[eid]
     lat = [lat_of.get(e, end - ms) for e, ms in sent.sent_ms.items()]
+    read_lat = [read_of.get(e, end - ms) for e, ms in sent.sent_ms.items()]
     missing = len(lat) - len(lat_of)
     out = {"offered_events_per_s": round(offered, 1), **sent.summary(),
            "events": len(sends), "answered": len(lat_of), "unanswered": missing,
@@ -159,6 +162,7 @@ def latency(bench: Bench, count: int, sends: list[Send], offered: float,
         q = max(1, len(lat) // 4)
         out.update({"p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
                     "mean_ms": round(float(np.mean(lat)), 2), "max_ms": float(max(lat)),
+                    "read_p50_ms": pct(read_lat, 50), "read_p99_ms": pct(read_lat, 99),
                     # a backlog that grows shows as a last quarter far above the first
                     "p50_ms_first_quarter": pct(lat[:q], 50),
                     "p50_ms_last_quarter": pct(lat[-q:], 50)})
