@@ -104,9 +104,8 @@ def notes(r: dict) -> list[str]:
         "timestamp (the load generator's send time), matched by event_id; every click "
         "counts, an unanswered one as waited until the run's end (drain included). "
         f"Producer linger.ms={LATENCY_LINGER_MS}; a warm-up of 100 clicks of other users "
-        "is answered before the clock starts. The worker waits up to its batch_within_s "
-        f"({r.get('worker_batch_within_s')} s, its default) to fill a micro-batch: at half "
-        "load that wait is inside every latency.",
+        "is answered before the clock starts. The workers run with their own defaults "
+        f"(batch_within_s {r.get('worker_batch_within_s')} s).",
         f"Hot path without Kafka (process_batch, 200 distinct users a batch): "
         f"{pe['1']}/{pe['10']}/{pe['50']} ms/event at session length 1/10/50 "
         f"(x{ra['session_len_50_vs_1']} from 1 to 50).",
