@@ -114,26 +114,29 @@ def test_acks_follow_delivery_in_batch_order_and_stop_at_a_failure():
         async def on_failure(exc):
             failures.append(exc)
 
-        acks = OrderedAcks(stream.ack, on_failure, limit=3)
+        acks = OrderedAcks(on_failure, limit=3)
         acks.start()
-        first, second, third = (loop.create_future() for _ in range(3))
-        acks.add(first, ["a1", "a2"])
-        acks.add(second, ["b1"])
+        first, second, third, fourth = (loop.create_future() for _ in range(4))
+        acks.add(first, ["a1", "a2"], stream.ack)
+        acks.add(second, ["b1"], stream.ack)
         second.set_result(None)  # delivered before the first batch: must wait for it
         await asyncio.sleep(0.01)
         before_first = list(stream.acked)
         first.set_result(None)
         await acks.drained()
         acked_two = list(stream.acked)
-        acks.add(third, ["c1"])
+        acks.add(third, ["c1"], stream.ack)
+        restarted = FakeStream()  # e.g. the stream of an actor Faust restarted
+        acks.add(fourth, ["d1"], restarted.ack)
+        fourth.set_result(None)  # delivered, but after a batch that fails
         third.set_exception(DeliveryFailed("output to recs not delivered"))
         await asyncio.sleep(0.01)
         with pytest.raises(DeliveryFailed):
             await acks.room()  # the agent takes no further batch
-        return before_first, acked_two, list(stream.acked), failures
+        return before_first, acked_two, stream.acked + restarted.acked, failures
 
     before_first, acked_two, acked, failures = asyncio.run(run())
     assert before_first == []
     assert acked_two == ["a1", "a2", "b1"]
-    assert acked == ["a1", "a2", "b1"]  # the failed batch is never acked (not committed)
+    assert acked == ["a1", "a2", "b1"]  # the failed batch and later ones never acked
     assert len(failures) == 1  # and the worker is stopped once

@@ -47,10 +47,11 @@ def register(worker) -> None:
     async def crash(exc: Exception) -> None:
         await app.crash(exc)  # the worker exits; its uncommitted events are redelivered
 
+    acks = OrderedAcks(crash)  # one per worker: a restarted actor's batches queue behind
+
     @app.agent(worker.clicks)
     async def recommend(stream):
         worker.publisher.start()
-        acks = OrderedAcks(stream.ack, crash)
         acks.start()
         try:
             async for events in take_available(stream, config.batch_size, config.batch_within_s):
@@ -63,7 +64,7 @@ def register(worker) -> None:
                 handle_batch(worker, events, watermark, out)
                 delivered = out.close()
                 delivered.add_done_callback(_timer(metrics.DELIVERY_SECONDS))
-                acks.add(delivered, events)
+                acks.add(delivered, events, stream.ack)
         except DeliveryFailed:
             raise  # OrderedAcks has stopped the worker
         except Exception as exc:  # unexpected: the batch is not acked, so stop the worker

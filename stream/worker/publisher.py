@@ -196,23 +196,29 @@ class _Refused:
 class OrderedAcks:
     """Acks each batch's events once its outputs are delivered, batches in the order
     they were added; at the first failed delivery it acks nothing more and calls
-    `on_failure(exc)` (which crashes the worker)."""
+    `on_failure(exc)` (which crashes the worker). One per worker process, not per agent
+    actor: batches of an actor Faust restarted still queue behind the ones before."""
 
-    def __init__(self, ack: Callable[[object], Awaitable], on_failure: Callable[[Exception], Awaitable],
+    def __init__(self, on_failure: Callable[[Exception], Awaitable],
                  limit: int = MAX_BATCHES_IN_FLIGHT):
-        self.ack, self.on_failure, self.limit = ack, on_failure, limit
-        self.queue: deque[tuple[asyncio.Future, list]] = deque()
-        self.wake = asyncio.Event()
+        self.on_failure, self.limit = on_failure, limit
+        # (delivered, events, ack): `ack` is the stream's, Faust's `Stream.ack`
+        self.queue: deque[tuple[asyncio.Future, list, Callable[[object], Awaitable]]] = deque()
+        self.wake: asyncio.Event | None = None
         self.failed: Exception | None = None
         self.task: asyncio.Task | None = None
 
     def start(self) -> None:
-        self.task = asyncio.ensure_future(self._run())
+        """On the running loop; once."""
+        if self.task is None:
+            self.wake = asyncio.Event()
+            self.task = asyncio.ensure_future(self._run())
 
-    def add(self, delivered: asyncio.Future, events: list) -> None:
+    def add(self, delivered: asyncio.Future, events: list,
+            ack: Callable[[object], Awaitable]) -> None:
         if self.failed is not None:
             raise self.failed
-        self.queue.append((delivered, events))
+        self.queue.append((delivered, events, ack))
         self.wake.set()
 
     async def room(self) -> None:
@@ -220,6 +226,7 @@ class OrderedAcks:
         delivery failure once there is one, so the agent stops taking batches."""
         while len(self.queue) >= self.limit and self.failed is None:
             await asyncio.wait([self.queue[0][0]])
+            await asyncio.sleep(0)  # let _run ack it
         if self.failed is not None:
             raise self.failed
 
@@ -234,7 +241,7 @@ class OrderedAcks:
             while not self.queue:
                 self.wake.clear()
                 await self.wake.wait()
-            delivered, events = self.queue[0]
+            delivered, events, ack = self.queue[0]
             try:
                 await asyncio.shield(delivered)
             except DeliveryFailed as exc:
@@ -246,4 +253,4 @@ class OrderedAcks:
                 return
             self.queue.popleft()
             for event in events:
-                await self.ack(event)
+                await ack(event)
