@@ -140,3 +140,22 @@ def test_acks_follow_delivery_in_batch_order_and_stop_at_a_failure():
     assert acked_two == ["a1", "a2", "b1"]
     assert acked == ["a1", "a2", "b1"]  # the failed batch and later ones never acked
     assert len(failures) == 1  # and the worker is stopped once
+
+
+def test_after_a_batch_lost_before_delivery_nothing_more_is_acked():
+    async def run():
+        loop = asyncio.get_running_loop()
+        stream = FakeStream()
+
+        async def on_failure(exc):
+            pass
+
+        acks = OrderedAcks(on_failure)
+        acks.start()
+        acks.fail(RuntimeError("the agent raised in the middle of a batch"))
+        later = loop.create_future()
+        with pytest.raises(RuntimeError):
+            acks.add(later, ["x"], stream.ack)
+        return stream.acked
+
+    assert asyncio.run(run()) == []

@@ -69,6 +69,7 @@ def register(worker) -> None:
             raise  # OrderedAcks has stopped the worker
         except Exception as exc:  # unexpected: the batch is not acked, so stop the worker
             log.exception("the agent failed; the worker stops with its batch uncommitted")
+            acks.fail(exc)
             await crash(exc)
             raise
         finally:  # stopping: the batches already sent are acked once delivered, so the

@@ -221,6 +221,12 @@ class OrderedAcks:
         self.queue.append((delivered, events, ack))
         self.wake.set()
 
+    def fail(self, exc: Exception) -> None:
+        """A batch failed before it was added (the agent raised): ack nothing more, as
+        any later batch would be acked past it."""
+        if self.failed is None:
+            self.failed = exc
+
     async def room(self) -> None:
         """Wait while `limit` batches await delivery (backpressure); raises the
         delivery failure once there is one, so the agent stops taking batches."""
@@ -250,6 +256,8 @@ class OrderedAcks:
                           "or any later one: they are processed again after the restart",
                           exc, len(events))
                 await self.on_failure(exc)
+                return
+            if self.failed is not None:  # `fail`: a batch before this one was lost
                 return
             self.queue.popleft()
             for event in events:
