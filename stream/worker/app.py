@@ -94,6 +94,8 @@ def create_app(config: StreamConfig, *, cluster_id: str, policy: Policy) -> Work
         broker_heartbeat_interval=1.0,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
+        # Faust's producer now sends only the table's changelog (flushed by Faust before
+        # each commit) and the sweep's events; the outputs are the publisher's
         producer_linger_ms=5,
         producer_max_request_size=DLQ_MAX_BYTES,
     )

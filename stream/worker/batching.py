@@ -34,8 +34,10 @@ def take_available(stream, max_n: int, max_age_s: float) -> AsyncIterator[Sequen
 
     What bounds a click's wait: the work of the batch in progress when it arrives, then
     its own batch's work (at most `max_n` events); with a backlog, it also waits
-    behind the batches fetched before it. `max_age_s` only bounds the filling of one
-    batch, which never waits for more input.
+    behind the batches fetched before it, and, when the agent already has
+    `MAX_BATCHES_IN_FLIGHT` batches awaiting delivery, for the oldest of those
+    (stream/worker/publisher.py). `max_age_s` only bounds the filling of one batch,
+    which never waits for more input.
 
     While the caller works on a batch, the stream keeps filling the next one, up to
     `max_n` events; then it holds (Kafka keeps the rest).
