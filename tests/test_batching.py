@@ -159,3 +159,24 @@ def test_after_a_batch_lost_before_delivery_nothing_more_is_acked():
         return stream.acked
 
     assert asyncio.run(run()) == []
+
+
+def test_a_message_refused_before_sending_fails_its_batch():
+    """librdkafka refuses a message over message.max.bytes in produce() itself: the
+    batch's delivery fails as it would for a message the broker refused (no broker
+    is needed to see it)."""
+    from stream.config import StreamConfig
+    from stream.worker.publisher import Publisher
+
+    async def run():
+        publisher = Publisher(StreamConfig(bootstrap_servers="127.0.0.1:9"))
+        publisher.start()
+        out = publisher.batch()
+        out.send("recs", b"u1", b"x" * (9 << 20))  # over the producer's 8 MiB + 64 KiB
+        try:
+            with pytest.raises(DeliveryFailed, match="MSG_SIZE_TOO_LARGE"):
+                await asyncio.wait_for(out.close(), timeout=10)
+        finally:
+            publisher.stop()
+
+    asyncio.run(run())

@@ -164,6 +164,12 @@ class Publisher:
         while not self._stop.is_set():
             self.producer.poll(0.1)  # runs the delivery callbacks
 
+    def stop(self) -> None:
+        """Stop polling (the worker's never stops: the process ends with it)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
     def batch(self) -> Outbox:
         return Outbox(self)
 
@@ -177,17 +183,6 @@ class Publisher:
             except KafkaException as exc:  # refused before sending: same as a failed delivery
                 on_delivery(exc.args[0], _Refused(topic))
                 return
-
-    async def close(self, timeout: float = 10.0) -> None:
-        """Deliver what is queued (waiting at most `timeout` s), then stop polling."""
-        if self.producer is None:
-            return
-        left = await asyncio.get_running_loop().run_in_executor(None, self.producer.flush,
-                                                                timeout)
-        if left:
-            log.warning("%d outputs not delivered at shutdown: their events were not "
-                        "committed and will be answered again", left)
-        self._stop.set()
 
 
 class _Refused:
