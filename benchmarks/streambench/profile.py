@@ -32,7 +32,7 @@ def write_profiles(hp, batches: list, prepared: tuple, movielens: dict, path: Pa
     text, tops["movielens"] = profile_report(
         prof, n_prof, wall, f"the MovieLens stream in event-time order, {n_prof} batches of "
         f"{BATCH} events ({movielens['mean_users_per_batch']} users, "
-        f"{movielens['mean_rounds_per_batch']} model rounds per batch on average)")
+        f"{movielens['mean_model_calls_per_batch']} model calls per batch on average)")
     sections.append(text)
     users, table, last, ts = prepared
     synth = [hp.events_for(users, last, ts)[0] for _ in range(5)]
