@@ -17,6 +17,7 @@ micro-batch's clicks and session ends to unpacked states with the model's step A
 from __future__ import annotations
 
 import json
+from itertools import chain
 from pathlib import Path
 
 import faiss
@@ -55,6 +56,8 @@ class StreamModel:
         self.model = model.eval()
         self.item_ids = item_ids
         self.index_of = {item: i for i, item in enumerate(item_ids)}
+        self._ids = np.empty(len(item_ids), dtype=object)  # for one gather per batch
+        self._ids[:] = item_ids
         self.index = index
         self.version = version
         # {"gap_s", "max_session_len"} recorded in the export; None when built by hand
@@ -115,19 +118,96 @@ class StreamModel:
         return np.stack([np.frombuffer(w, np.float32)[-d:] for _, w in blobs])
 
     def top_k(self, embeddings: np.ndarray, k: int,
-              exclude: list[set[int]] | None = None) -> list[list[tuple[str, float]]]:
+              exclude: list[set[int]] | None = None) -> list["Ranked"]:
         """One faiss search for the whole batch; asks for k + |exclude| so that
-        dropping excluded items still leaves k."""
+        dropping excluded items still leaves k. Per row a `Ranked` (item ids and float
+        scores, best first, faiss's order; at most k, fewer when the index runs out)."""
         extra = max((len(e) for e in exclude), default=0) if exclude else 0
         scores, idx = self.index.search(np.ascontiguousarray(embeddings, np.float32),
                                         min(k + extra, self.index.ntotal))
-        out = []
-        for row in range(len(idx)):
-            skip = exclude[row] if exclude else ()
-            hits = [(self.item_ids[i], float(s)) for i, s in zip(idx[row], scores[row])
-                    if i >= 0 and i not in skip]
-            out.append(hits[:k])
-        return out
+        return ranked_rows(idx, scores, k, exclude, self._ids, self.index.ntotal)
+
+
+class Ranked:
+    """One row of `StreamModel.top_k`: two parallel lists, `item_ids` (str) and `scores`
+    (float), best first. Iterates as (item_id, score) pairs, so it reads as the list of
+    pairs it replaces, without a tuple made per item on the hot path."""
+
+    __slots__ = ("item_ids", "scores")
+
+    def __init__(self, item_ids: list[str], scores: list[float]):
+        self.item_ids = item_ids
+        self.scores = scores
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def __iter__(self):
+        return zip(self.item_ids, self.scores)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Ranked(self.item_ids[i], self.scores[i])
+        return self.item_ids[i], self.scores[i]
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Ranked):
+            return self.item_ids == other.item_ids and self.scores == other.scores
+        if isinstance(other, (list, tuple)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"Ranked({list(self)!r})"
+
+
+# A dense (rows, ntotal + 1) exclusion mask up to this many cells (16 MB of bools: 200
+# rows of a catalogue of 80,000 items); above it, a sorted search over (row, item) keys.
+_DENSE_MASK_CELLS = 1 << 24
+
+
+def ranked_rows(idx: np.ndarray, scores: np.ndarray, k: int, exclude, ids: np.ndarray,
+                ntotal: int) -> list[Ranked]:
+    """Per row of a faiss answer (`idx`, `scores`: (n, m)), its first k hits in faiss's
+    order that are neither -1 (no result) nor in that row's `exclude` set, as a `Ranked`
+    (`ids`: the object array of item ids by index). Vectorised: one mask over the
+    (n, m) matrix, a cumulative count for the first k kept per row, one gather."""
+    keep = idx >= 0
+    if exclude:
+        keep &= ~_excluded(idx, exclude, ntotal)
+    keep &= np.cumsum(keep, axis=1) <= k  # the first k kept of each row
+    counts = keep.sum(axis=1).tolist()
+    flat_ids = ids[idx[keep]].tolist()
+    flat_scores = scores[keep].tolist()  # float32 -> the same values as Python floats
+    out, at = [], 0
+    for c in counts:
+        out.append(Ranked(flat_ids[at:at + c], flat_scores[at:at + c]))
+        at += c
+    return out
+
+
+def _excluded(idx: np.ndarray, exclude, ntotal: int) -> np.ndarray:
+    """(n, m) bool: idx[r, j] is in exclude[r]."""
+    n = len(idx)
+    lengths = np.fromiter(map(len, exclude), np.int64, count=n)
+    items = np.fromiter(chain.from_iterable(exclude), np.int64, count=int(lengths.sum()))
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    valid = (items >= 0) & (items < ntotal)  # an id the index lacks drops nothing
+    rows, items = rows[valid], items[valid]
+    if not len(items):
+        return np.zeros(idx.shape, bool)
+    if n * (ntotal + 1) <= _DENSE_MASK_CELLS:
+        mask = np.zeros((n, ntotal + 1), bool)  # -1 results read column ntotal
+        mask[rows, items] = True
+        return mask[np.arange(n)[:, None], idx]
+    # a large catalogue: (row, item) keys, looked up in the sorted excluded keys
+    stride = ntotal + 1
+    excluded = np.sort(rows * stride + items)
+    keys = np.arange(n, dtype=np.int64)[:, None] * stride + idx
+    pos = np.minimum(np.searchsorted(excluded, keys), len(excluded) - 1)
+    return excluded[pos] == keys
 
 
 class BatchState:

@@ -33,6 +33,11 @@ class BadState(StreamError):
         super().__init__(f"{self.reason}: {detail}" if detail else self.reason)
 
 
+class DeliveryFailed(StreamError):
+    """An output could not be delivered: the worker stops without committing the
+    events of its batch (they are processed again after the restart)."""
+
+
 class AuthenticationError(BrokerError):
     """The broker refused the SASL login (wrong user, password or mechanism)."""
 

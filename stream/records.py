@@ -177,7 +177,10 @@ def encode_click(user_id, item_id, ts, event: str = "click", event_id: str | Non
 
 def encode_recommendation(user_id: str, event_id: str | None, ts: float, session,
                           items, model_version: str, latency_ms: float | None = None) -> bytes:
-    """`items`: (item_id, score) pairs, best first; scores float or numpy scalars."""
+    """`items`: (item_id, score) pairs, best first (a list of pairs or a
+    hiertcn.inference.Ranked, which iterates as them); scores float or numpy scalars.
+    Each item becomes {"item_id", "score"}: building those dicts is most of the cost
+    (~2 µs for 20 items), still less than splicing pre-encoded fragments in Python."""
     obj = {"v": SCHEMA_VERSION, "user_id": user_id, "event_id": event_id, "ts": ts,
            "session": session,
            "items": [{"item_id": item_id, "score": score} for item_id, score in items],

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
+from stream.errors import DeliveryFailed
 from stream.worker.batching import take_available
-from stream.worker.publisher import DeliveryFailed, OrderedAcks
+from stream.worker.publisher import OrderedAcks
 
 
 class FakeStream:

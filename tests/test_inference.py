@@ -4,12 +4,15 @@ exactly the scored vectors, and the export carries its session policy."""
 
 import json
 
+import faiss
 import numpy as np
 import pytest
 import torch
 
 from hiertcn.errors import CheckpointError
-from hiertcn.inference import BatchState, StreamModel, export_session_config
+from hiertcn import inference
+from hiertcn.inference import (BatchState, Ranked, StreamModel, export_session_config,
+                               ranked_rows)
 from tests.modelkit import tiny_stream_model
 
 
@@ -67,6 +70,96 @@ def test_top_k_is_the_exact_inner_product_ranking_minus_exclusions(tmp_path):
         assert [item for item, _ in got[row]] == want
         np.testing.assert_allclose([s for _, s in got[row]],
                                    [scores[row, int(i[1:])] for i in want], rtol=1e-5)
+
+
+def reference_top_k(index, item_ids, embeddings, k, exclude):
+    """The straightforward per-item loop `top_k` ran before it was vectorised."""
+    extra = max((len(e) for e in exclude), default=0) if exclude else 0
+    scores, idx = index.search(embeddings, min(k + extra, index.ntotal))
+    out = []
+    for row in range(len(idx)):
+        skip = exclude[row] if exclude else ()
+        hits = [(item_ids[i], float(s)) for i, s in zip(idx[row], scores[row])
+                if i >= 0 and i not in skip]
+        out.append(hits[:k])
+    return out
+
+
+def random_excludes(rng, idx, n_items, k):
+    """Per row: empty, a few, more than k, the row's own top hits, ids the index lacks."""
+    out = []
+    for row in range(len(idx)):
+        kind = row % 5
+        if kind == 0:
+            out.append(frozenset())
+        elif kind == 1:
+            out.append(frozenset(rng.choice(n_items, min(3, n_items), replace=False).tolist()))
+        elif kind == 2:  # more than k, many of them the row's best
+            top = idx[row][idx[row] >= 0][:k + 5].tolist()
+            out.append(frozenset(top) | set(rng.choice(n_items, min(k, n_items)).tolist()))
+        elif kind == 3:
+            out.append(set(idx[row][:2].tolist()) | {n_items + 7, -3})  # not in the index
+        else:
+            out.append(set(range(n_items)))  # everything: an empty answer
+    return out
+
+
+@pytest.mark.parametrize("n_items,k", [(500, 20), (40, 20), (25, 30), (1, 5)])
+@pytest.mark.parametrize("dense", [True, False])
+def test_ranked_rows_equal_the_per_item_loop(n_items, k, dense, monkeypatch):
+    """Same items, order, float scores and ties (duplicate vectors score equal) as the
+    loop over faiss's answer, with the dense mask and the sorted-key lookup alike;
+    (40, 20) and (25, 30): an index smaller than k + extra, so rows come back short."""
+    if not dense:
+        monkeypatch.setattr(inference, "_DENSE_MASK_CELLS", 0)
+    rng = np.random.default_rng(n_items + k)
+    vectors = rng.standard_normal((n_items, 16)).astype(np.float32)
+    vectors[n_items // 2:n_items // 2 + 4] = vectors[0]  # ties
+    vectors[1::7] = np.round(vectors[1::7])  # more ties, on integer grids
+    index = faiss.IndexFlatIP(16)
+    index.add(vectors)
+    item_ids = [f"item-{i}" for i in range(n_items)]
+    ids = np.empty(n_items, dtype=object)
+    ids[:] = item_ids
+    emb = rng.standard_normal((23, 16)).astype(np.float32)
+    emb[3] = np.round(emb[3])
+    _, ranking = index.search(emb, n_items)
+    for exclude in (random_excludes(rng, ranking, n_items, k), None, [set()] * 23):
+        want = reference_top_k(index, item_ids, emb, k, exclude)
+        extra = max((len(e) for e in exclude), default=0) if exclude else 0
+        scores, idx = index.search(emb, min(k + extra, n_items))
+        got = ranked_rows(idx, scores, k, exclude, ids, n_items)
+        assert [list(r) for r in got] == want
+        assert all(type(s) is float for r in got for s in r.scores)
+        assert got == want  # a Ranked equals its list of pairs
+
+
+def test_ranked_rows_skips_faiss_no_result_marks():
+    idx = np.array([[2, -1, 0, -1], [-1, -1, -1, -1]])
+    scores = np.array([[3, 2, 1, 0], [0, 0, 0, 0]], np.float32)
+    ids = np.array(["a", "b", "c"], dtype=object)
+    got = ranked_rows(idx, scores, 2, [set(), {0}], ids, 3)
+    assert [list(r) for r in got] == [[("c", 3.0), ("a", 1.0)], []]
+    assert ranked_rows(idx[:0], scores[:0], 2, [], ids, 3) == []
+
+
+def test_top_k_equals_the_per_item_loop_on_the_export(tmp_path):
+    sm = exported(tmp_path)  # 30 items: k + extra is often more than the index holds
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(40, 8)).astype(np.float32)
+    _, ranking = sm.index.search(emb, 30)
+    for k in (1, 5, 20):
+        exclude = random_excludes(rng, ranking, 30, k)
+        got = sm.top_k(emb, k, exclude)
+        assert all(isinstance(r, Ranked) for r in got)
+        assert [list(r) for r in got] == reference_top_k(sm.index, sm.item_ids, emb, k, exclude)
+
+
+def test_ranked_reads_as_its_list_of_pairs():
+    r = Ranked(["a", "b"], [0.5, 0.25])
+    assert list(r) == [("a", 0.5), ("b", 0.25)] and len(r) == 2
+    assert r[0] == ("a", 0.5) and r[:1] == [("a", 0.5)] and r == Ranked(["a", "b"], [0.5, 0.25])
+    assert r != [("a", 0.5)] and "('a', 0.5)" in repr(r)
 
 
 def test_export_carries_the_session_policy(tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 import orjson
 import pytest
 
+from hiertcn.inference import Ranked
 from stream.errors import BadEvent, StreamError
 from stream.records import (SCHEMA_VERSION, Click, decode_click, decode_dlq,
                             decode_recommendation, encode_click, encode_dlq,
@@ -133,6 +134,25 @@ def test_recommendation_round_trip_keeps_order_and_numpy_scores():
                              {"item_id": "593", "score": 0.25}]}
     assert "latency_ms" not in decode_recommendation(
         encode_recommendation("42", None, 1.0, 0, [], "m"))
+
+
+def test_recommendation_from_ranked_rows_equals_the_list_of_pairs():
+    """top_k's Ranked rows encode to the very bytes the (item_id, float(score)) pairs
+    made: same keys, order and values, float32 scores as the same doubles."""
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 5, 20, 70):
+        ids = [str(x) for x in rng.integers(0, 10**6, n)]
+        ids[-1:] = ['odd "id",\\ é'][:n]  # JSON escapes too
+        scores32 = (rng.standard_normal(n) * 10 ** rng.uniform(-8, 8, n)).astype(np.float32)
+        pairs = [(i, float(s)) for i, s in zip(ids, scores32)]  # what top_k used to give
+        ranked = Ranked(list(ids), scores32.tolist())
+        for event_id, latency in ((None, None), ("u:1", 3.25)):
+            old = encode_recommendation("u", event_id, 1.5e9, 2, pairs, "m", latency)
+            new = encode_recommendation("u", event_id, 1.5e9, 2, ranked, "m", latency)
+            assert new == old
+            assert decode_recommendation(new) == decode_recommendation(old)
+            assert [(i["item_id"], i["score"]) for i in decode_recommendation(new)["items"]] \
+                == pairs
 
 
 def test_embedding_round_trip_is_float32_exact():

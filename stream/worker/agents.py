@@ -30,8 +30,8 @@ from faust.streams import _current_event
 from stream.worker import metrics
 from stream.worker.batching import take_available
 from stream.worker.changelogs import changelogs_known
-from stream.worker.publisher import DeliveryFailed, OrderedAcks
-from stream.errors import BadEvent, BadState
+from stream.worker.publisher import OrderedAcks
+from stream.errors import BadEvent, BadState, DeliveryFailed
 from stream.records import decode_click, encode_dlq, encode_embedding, encode_recommendation
 from stream.worker.recommend import Incoming, UserState, is_expired, is_idle, process_batch
 

@@ -42,7 +42,7 @@ from typing import Awaitable, Callable
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from stream.config import DLQ_MAX_BYTES, StreamConfig
-from stream.errors import StreamError
+from stream.errors import DeliveryFailed
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,6 @@ PRODUCER_SETTINGS = {
     "partitioner": "murmur2_random",
     "message.max.bytes": DLQ_MAX_BYTES + 65536,  # a dead letter carries its input
 }
-
-
-class DeliveryFailed(StreamError):
-    """An output could not be delivered: the worker stops without committing the
-    events of its batch (they are processed again after the restart)."""
 
 
 def producer_settings(config: StreamConfig) -> dict:

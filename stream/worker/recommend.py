@@ -41,7 +41,7 @@ from typing import Callable
 
 import numpy as np
 
-from hiertcn.inference import BatchState, StreamModel
+from hiertcn.inference import BatchState, Ranked, StreamModel
 from stream.errors import BadState
 from stream.worker.plan import (RESET, ROLL, Answer, Incoming, Policy, Segment, idle_sessions,
                                 is_expired, is_idle, plan_batch, rounds)
@@ -66,7 +66,7 @@ class Output:
     recommend: bool  # clicks get recommendations; session_end only an embedding
     received: float
     exclude: frozenset = frozenset()  # items clicked in the session so far
-    items: list[tuple[str, float]] = field(default_factory=list)
+    items: Ranked | list = field(default_factory=list)  # top-K, best first; [] if none
 
 
 @dataclass
