@@ -196,19 +196,6 @@ def _end_segment(segs: list[Segment], how: str) -> None:
     segs.append(Segment())
 
 
-def rounds(events: list[Incoming]) -> list[list[Incoming]]:
-    """Round r holds each user's r-th event of the batch, keeping per-user order (how
-    batches were applied before `step_many`; the benchmarks still report it)."""
-    seen: Counter = Counter()
-    out: list[list[Incoming]] = []
-    for ev in events:
-        r = seen[ev.user_id]
-        seen[ev.user_id] += 1
-        if r == len(out):
-            out.append([])
-        out[r].append(ev)
-    return out
-
 
 def is_idle(st: UserState, watermark: float, gap_s: float) -> bool:
     """The user's open session has been idle longer than the gap, in event time

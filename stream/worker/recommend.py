@@ -44,13 +44,12 @@ import numpy as np
 from hiertcn.inference import BatchState, Ranked, StreamModel
 from stream.errors import BadState
 from stream.worker.plan import (RESET, ROLL, Answer, Incoming, Policy, Segment, idle_sessions,
-                                is_expired, is_idle, plan_batch, rounds)
+                                is_expired, is_idle, plan_batch)
 from stream.worker.rows import UserState
 
 # the names other modules import from here
 __all__ = ["BatchResult", "Incoming", "Output", "Policy", "UserState", "idle_sessions",
            "is_expired", "is_idle", "process_batch"]
-_rounds = rounds  # benchmarks/streambench/hot_path.py reports rounds per batch
 
 log = logging.getLogger(__name__)
 
