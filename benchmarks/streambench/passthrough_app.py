@@ -4,7 +4,7 @@
 The smallest agent that does what the real worker does around its model call:
 micro-batches from `take_events(200, within=0.05)` (the worker's defaults), and one
 `send_soon` per event to an output topic, with the worker's producer and commit
-settings (stream/worker/app.py), but no tables, no decoding and no model. Run as a worker
+settings (stream/worker/faust_settings.py), but no tables, no decoding and no model. Run as a worker
 process like the real one:
 
     PT_BOOTSTRAP=127.0.0.1:9092 PT_APP_ID=pt-1 PT_IN=clicks PT_OUT=pt-out \\
@@ -26,6 +26,8 @@ import time
 
 import faust
 
+from stream.worker.faust_settings import FAUST_CLIENT_SETTINGS
+
 env = os.environ
 PARTITIONS = int(env.get("PT_PARTITIONS", "4"))
 BATCH = int(env.get("PT_BATCH", "200"))
@@ -41,13 +43,7 @@ app = faust.App(
     web_enabled=False,
     key_serializer="raw",
     value_serializer="raw",
-    consumer_auto_offset_reset="earliest",
-    # the same consumer/producer settings as the real worker (stream/worker/app.py)
-    broker_session_timeout=10.0,
-    broker_heartbeat_interval=1.0,
-    broker_commit_every=1000,
-    broker_commit_interval=1.0,
-    producer_linger_ms=5,
+    **FAUST_CLIENT_SETTINGS,  # the real worker's consumer/producer settings
 )
 
 source = app.topic(env["PT_IN"], key_type=bytes, value_type=bytes, partitions=PARTITIONS)

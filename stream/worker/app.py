@@ -32,6 +32,7 @@ import faust
 
 from stream.config import DLQ_MAX_BYTES, StreamConfig
 from stream.worker import faust_fixes, store, web
+from stream.worker.faust_settings import FAUST_CLIENT_SETTINGS
 from stream.worker.agents import register
 from stream.worker.model_holder import ModelHolder
 from stream.worker.publisher import Publisher
@@ -89,15 +90,10 @@ def create_app(config: StreamConfig, *, cluster_id: str, policy: Policy) -> Work
         web_port=config.web_port,
         key_serializer="raw",
         value_serializer="raw",  # we decode with orjson ourselves: a bad event is ours
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=1.0,
-        broker_commit_every=1000,
-        broker_commit_interval=1.0,
         # Faust's producer now sends only the table's changelog (flushed by Faust before
         # each commit) and the sweep's events; the outputs are the publisher's
-        producer_linger_ms=5,
         producer_max_request_size=DLQ_MAX_BYTES,
+        **FAUST_CLIENT_SETTINGS,
     )
     web.choose_web(app, config.web_debug_pages)  # before any page: only ours are served
 
