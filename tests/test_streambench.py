@@ -124,3 +124,43 @@ def test_sender_follows_the_schedule_and_stamps_each_click_with_its_send_time():
     assert list(sent.sent_ms) == [s.event_id for s in sched.sends]
     span_ms = (sched.sends[-1].at - sched.sends[0].at) * 1000
     assert span_ms > 50 and stamps[-1] - stamps[0] >= span_ms - 5  # paced, not at once
+
+
+def test_stacks_buckets_each_sample_once_from_the_leaf():
+    """py-spy's collapsed stacks (benchmarks/streambench/stacks.py): a sample goes to
+    the first bucket matched from the leaf, asyncio frames passed over; inclusive
+    counts every bucket on the stack."""
+    from benchmarks.streambench import stacks
+    sp, repo = "/v/lib/python3.11/site-packages", "/work/main"
+    loop = (f"thread (101): MainThread;"
+            f"BaseEventLoop.run_forever ({sp[:-14]}/asyncio/base_events.py:600);"
+            f"BaseEventLoop._run_once ({sp[:-14]}/asyncio/base_events.py:1900)")
+    agent = f"{loop};handle_batch ({repo}/stream/worker/agents.py:130)"
+    lines = [
+        f"{loop};select ({sp[:-14]}/selectors.py:468) 10",
+        f"{agent};process_batch ({repo}/stream/worker/recommend.py:90);"
+        f"step_many ({repo}/hiertcn/model.py:99);forward ({sp}/torch/nn/modules/linear.py:114) 5",
+        f"{agent};process_batch ({repo}/stream/worker/recommend.py:90);"
+        f"StreamModel.top_k ({repo}/hiertcn/inference.py:126);search ({sp}/faiss/__init__.py:3) 3",
+        f"{agent};decode_batch ({repo}/stream/worker/agents.py:160);"
+        f"decode_click ({repo}/stream/records.py:60) 2",
+        f"{agent};Table.__setitem__ ({sp}/faust/tables/table.py:80);"
+        f"Collection.send_changelog ({sp}/faust/tables/base.py:300);"
+        f"create_task ({sp[:-14]}/asyncio/base_events.py:430) 4",
+        f"{loop};_run ({sp[:-14]}/asyncio/events.py:80) 1",
+        "thread (102): outputs-poll;Publisher._poll (/work/main/stream/worker/publisher.py:160) 30",
+    ]
+    threads = stacks.summarise(lines + ["", "  "])
+    main = stacks.main_thread(threads)
+    assert main.thread.endswith("MainThread") and main.samples == 25
+    own = {b.split(" (")[0]: n for b, n in main.own.items()}
+    assert own == {"asyncio/selector idle": 10, "model": 5, "faiss search": 3, "decode": 2,
+                   "Faust producer/changelog": 4, "asyncio loop": 1}
+    incl = {b.split(" (")[0]: n for b, n in main.inclusive.items()}
+    assert incl["plan/recommend python"] == 14  # agents.py frames under every batch
+    assert incl["table reads/writes"] == 4 and incl["asyncio loop"] == 25
+    assert sum(main.own.values()) == main.samples
+    assert main.leaves["decode_click (stream/records.py)"] == 2
+    text = stacks.report(threads)
+    assert "outputs-poll" in text and "40.0%" in text  # idle 10 of 25
+    assert stacks.parse_frame("thread") == ("thread", "", 0)
