@@ -90,6 +90,11 @@ class StreamModel:
             state.session_sum, state.session_len[:, None], state.embedding], dim=1).numpy()
         return [(gru[i].tobytes(), window[i].tobytes()) for i in range(n)]
 
+    @property
+    def blob_sizes(self) -> tuple[int, int]:
+        """Bytes of one user's (gru, window) blobs: what `unpack` accepts."""
+        return 4 * self._gru_size, 4 * self._window_size  # float32
+
     def unpack(self, blobs: list[tuple[bytes, bytes]]) -> StepState:
         c = self.model.config
         gru = np.stack([np.frombuffer(g, np.float32) for g, _ in blobs])  # (B, L*H)

@@ -179,17 +179,11 @@ def _load(model: StreamModel, load, user_id: str) -> UserState | None:
     of another model version are reset by `_current`, whatever their size)."""
     st = load(user_id)
     if st is not None and st.model == model.version:
-        want = _blob_sizes(model)
+        want = model.blob_sizes  # checked here, per user: unpack would fail the batch
         if (len(st.gru), len(st.window)) != want:
             raise BadState("shape", f"GRU and window blobs of {len(st.gru)} and "
                                     f"{len(st.window)} bytes, the model's are {want}")
     return st
-
-
-def _blob_sizes(model: StreamModel) -> tuple[int, int]:
-    """Bytes of a (gru, window) state of this model, from a fresh one."""
-    gru, window = _fresh_blobs(model)
-    return len(gru), len(window)
 
 
 @lru_cache(maxsize=8)

@@ -6,7 +6,6 @@ The one place a `Policy` is built."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from hiertcn.inference import export_session_config
 from stream.config import ENV, StreamConfig
@@ -15,15 +14,10 @@ from stream.worker.recommend import Policy
 log = logging.getLogger(__name__)
 
 
-def trained_session(export_dir: Path) -> dict:
-    """{"gap_s", "max_session_len"} the export was trained with (one reader, in
-    hiertcn.inference: an export without them is a one-line error to export again)."""
-    return export_session_config(export_dir)
-
-
 def resolve_policy(config: StreamConfig) -> Policy:
     """The export's session policy, with the config's explicit overrides."""
-    trained = trained_session(config.export_dir)
+    # one reader of the export's meta.json: an export without them is a one-line error
+    trained = export_session_config(config.export_dir)
     gap, length = trained["gap_s"], trained["max_session_len"]
     for name, ours, theirs in (("session_gap_s", config.session_gap_s, gap),
                                ("max_session_len", config.max_session_len, length)):
