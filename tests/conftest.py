@@ -26,6 +26,16 @@ def kafka_bootstrap(tmp_path_factory):
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def export_dir(tmp_path_factory):
+    """A small random-weight model export over the MovieLens catalogue, exported as
+    `hiertcn export` does (stream.tools.harness.make_export): read-only, shared by
+    every test that runs a worker (the plumbing is under test, not accuracy)."""
+    from stream.tools.harness import make_export
+
+    return make_export(tmp_path_factory.mktemp("model"))
+
+
 @pytest.fixture
 def unique_name(request):
     """A fresh topic/group name per test, e.g. 'test-round-trip-1a2b3c4d'.

@@ -16,15 +16,10 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
 
 from stream.admin import DLQ_TOPIC_CONFIG, create_topics
 from stream.records import encode_click
-from stream.tools.harness import Topics, WorkerProcess, consume, make_export, read_topic
+from stream.tools.harness import Topics, WorkerProcess, consume, read_topic
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 2
-
-
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    return make_export(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture

@@ -13,15 +13,9 @@ import pytest
 from benchmarks.reliability.lab import SMALL, Lab
 from benchmarks.reliability.scenarios import (broker_restart, burst, kill9, poison,
                                               rocksdb_wipe, scale_1_2_1, scale_churn)
-from stream.tools.harness import make_export
 
 pytestmark = pytest.mark.integration
 SIZES = SMALL
-
-
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    return make_export(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from stream.admin import create_topics
 from stream.admin import check_connection
 from stream.tools.replay import replay
 from tests.conftest import SECURE_USERS
-from stream.tools.harness import MOVIELENS, Topics, WorkerProcess, consume, make_export
+from stream.tools.harness import MOVIELENS, Topics, WorkerProcess, consume
 
 integration = pytest.mark.integration
 USER = "alice"
@@ -121,11 +121,6 @@ def test_plaintext_client_on_sasl_listener_names_the_protocol(secure_kafka):
 
 
 # ---------------------------------------------------------------- the Faust worker
-
-
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    return make_export(tmp_path_factory.mktemp("model"))
 
 
 def security_env(monkeypatch, config: StreamConfig, password_file=None) -> None:

@@ -18,19 +18,14 @@ from rocksdict import Options, Rdict
 
 from hiertcn.inference import StreamModel
 from stream.admin import create_topics
-from stream.tools.harness import MOVIELENS, Topics, WorkerProcess, consume, make_export
+from stream.tools.harness import MOVIELENS, Topics, WorkerProcess, consume
 from stream.tools.replay import load_events
 from stream.worker.store import OFFSET_KEY, local_stores, persisted_offset
 from tests.modelkit import offline_embeddings
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 2
-GAP_S = 1800.0  # make_export records no session: the worker uses SessionConfig's gap
-
-
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    return make_export(tmp_path_factory.mktemp("model"))
+GAP_S = 1800.0  # make_export records SessionConfig's defaults: the worker uses that gap
 
 
 @pytest.fixture

@@ -21,17 +21,12 @@ from stream.admin import DLQ_TOPIC_CONFIG
 from stream.config import StreamConfig
 from stream.admin import create_topics
 from stream.tools.replay import load_events, replay
-from stream.tools.harness import MOVIELENS, Topics, WorkerProcess, consume, make_export, read_topic
+from stream.tools.harness import MOVIELENS, Topics, WorkerProcess, consume, read_topic
 from tests.modelkit import offline_embeddings
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 2
 GAP_S = 1800.0
-
-
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    return make_export(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture

@@ -16,15 +16,10 @@ from confluent_kafka import Producer
 from hiertcn.inference import StreamModel
 from stream.admin import create_topics
 from stream.config import ENV
-from stream.tools.harness import Process, Topics, WorkerProcess, consume, free_port, make_export
+from stream.tools.harness import Process, Topics, WorkerProcess, consume, free_port
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 2
-
-
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    return make_export(tmp_path_factory.mktemp("model"))
 
 
 def status(url: str) -> tuple[int, bytes]:
