@@ -69,6 +69,9 @@ class StreamConfig:
     # Also serve Faust's own pages (/table/, /router/, ...). Debugging only: /table/
     # answers any user's state to anyone who can reach web_host:web_port.
     web_debug_pages: bool = False
+    # Log unexpected failures with their messages (which can quote user ids or events).
+    # Debugging only: by default a failure is logged as its type and frames.
+    log_user_data: bool = False
     security_protocol: str = "PLAINTEXT"  # one of SECURITY_PROTOCOLS
     sasl_mechanism: str = "PLAIN"  # one of SASL_MECHANISMS; used with SASL_* only
     sasl_username: str | None = None
@@ -200,6 +203,7 @@ ENV = {
     "web_host": "HIERTCN_WEB_HOST",
     "web_port": "HIERTCN_WEB_PORT",
     "web_debug_pages": "HIERTCN_WEB_DEBUG_PAGES",
+    "log_user_data": "HIERTCN_LOG_USER_DATA",
     "security_protocol": "HIERTCN_SECURITY_PROTOCOL",
     "sasl_mechanism": "HIERTCN_SASL_MECHANISM",
     "sasl_username": "HIERTCN_SASL_USERNAME",
@@ -319,6 +323,7 @@ _PARSERS: dict[str, Callable] = {
     "session_gap_s": _positive(float), "batch_within_s": _positive(float),
     "sweep_interval_s": _positive(float), "state_ttl_s": _positive(float),
     "stall_s": _positive(float), "exclude_clicked": _bool, "web_debug_pages": _bool,
+    "log_user_data": _bool,
     "export_dir": lambda v: Path(_nonempty(v)), "datadir": lambda v: Path(_nonempty(v)),
     "web_port": _port,
     "embeddings": _mode(EMBEDDINGS_MODES),

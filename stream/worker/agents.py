@@ -30,6 +30,7 @@ from faust.streams import _current_event
 from stream.worker import metrics
 from stream.worker.batching import take_available
 from stream.worker.changelogs import changelogs_known
+from stream.worker.failures import describe
 from stream.worker.publisher import OrderedAcks
 from stream.errors import BadEvent, BadState, DeliveryFailed
 from stream.records import decode_click, encode_dlq, encode_embedding, encode_recommendation
@@ -68,7 +69,8 @@ def register(worker) -> None:
         except DeliveryFailed:
             raise  # OrderedAcks has stopped the worker
         except Exception as exc:  # unexpected: the batch is not acked, so stop the worker
-            log.exception("the agent failed; the worker stops with its batch uncommitted")
+            log.error("the agent failed; the worker stops with its batch uncommitted: %s",
+                      describe(exc))
             acks.fail(exc)
             await crash(exc)
             raise

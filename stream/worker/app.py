@@ -31,7 +31,7 @@ from pathlib import Path
 import faust
 
 from stream.config import DLQ_MAX_BYTES, StreamConfig
-from stream.worker import faust_fixes, store, web
+from stream.worker import failures, faust_fixes, store, web
 from stream.worker.faust_settings import FAUST_CLIENT_SETTINGS
 from stream.worker.agents import register
 from stream.worker.model_holder import ModelHolder
@@ -96,6 +96,7 @@ def create_app(config: StreamConfig, *, cluster_id: str, policy: Policy) -> Work
         **FAUST_CLIENT_SETTINGS,
     )
     web.choose_web(app, config.web_debug_pages)  # before any page: only ours are served
+    failures.reveal_user_data(config.log_user_data)
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, partitions=config.partitions)

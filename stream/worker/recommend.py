@@ -43,6 +43,7 @@ import numpy as np
 
 from hiertcn.inference import BatchState, Ranked, StreamModel
 from stream.errors import BadState
+from stream.worker.failures import describe
 from stream.worker.plan import (RESET, ROLL, Answer, Incoming, Policy, Segment, idle_sessions,
                                 is_expired, is_idle, plan_batch)
 from stream.worker.rows import UserState
@@ -90,9 +91,10 @@ def process_batch(model: StreamModel, events: list[Incoming],
     parse. Never raises: what fails is in `BatchResult.rejected`."""
     try:
         return _process(model, events, load, policy)
-    except Exception:  # anything: one failure must cost its user's events, not the partition
-        log.exception("a batch of %d events (first [%d]@%d) failed; processing it again "
-                      "user by user", len(events), events[0].partition, events[0].offset)
+    except Exception as exc:  # anything: one failure must cost its user's events, not the partition
+        log.error("a batch of %d events (first [%d]@%d) failed; processing it again "
+                  "user by user: %s", len(events), events[0].partition, events[0].offset,
+                  describe(exc))
         return _user_by_user(model, events, load, policy)
 
 
@@ -111,7 +113,7 @@ def _user_by_user(model, events, load, policy) -> BatchResult:
             # named by partition and offset, never by user id: logs carry no user data
             log.warning("%d events of one user failed again, dead-lettered as "
                         "processing_error (first [%d]@%d): %s", len(user_events),
-                        first.partition, first.offset, type(exc).__name__)
+                        first.partition, first.offset, describe(exc))
             merged.rejected += [(ev, "processing_error") for ev in user_events]
             continue
         for o in part.outputs:
