@@ -24,6 +24,7 @@ import faiss
 import numpy as np
 import torch
 
+from hiertcn.accel import choose_device, index_on
 from hiertcn.checkpoint import EXPORT_MODEL_FILE, SESSION_POLICY, load_hiertcn
 from hiertcn.errors import CheckpointError
 from hiertcn.model import HierTCN, StepState
@@ -52,13 +53,15 @@ def _meta(d: Path) -> dict:
 
 class StreamModel:
     def __init__(self, model: HierTCN, item_ids: list[str], index: faiss.Index, version: str,
-                 session_policy: dict | None = None):
-        self.model = model.eval()
+                 session_policy: dict | None = None, device: str = "cpu"):
+        # hiertcn/accel.py: the model's tensors and the index search on one device
+        self.device = choose_device(device)
+        self.model = model.to(self.device).eval()
         self.item_ids = item_ids
         self.index_of = {item: i for i, item in enumerate(item_ids)}
         self._ids = np.empty(len(item_ids), dtype=object)  # for one gather per batch
         self._ids[:] = item_ids
-        self.index = index
+        self.index, self.search_backend = index_on(index, self.device)
         self.version = version
         # {"gap_s", "max_session_len"} recorded in the export; None when built by hand
         self.session_policy = session_policy
@@ -68,13 +71,13 @@ class StreamModel:
         self._window_size = (sum(a * b for a, b in self._shapes) + c.channels + 1 + c.item_dim)
 
     @classmethod
-    def load(cls, export_dir: str | Path) -> "StreamModel":
+    def load(cls, export_dir: str | Path, device: str = "cpu") -> "StreamModel":
         d = Path(export_dir)
         meta = _meta(d)
         model, _ = load_hiertcn(d / EXPORT_MODEL_FILE)
         index = faiss.read_index(str(d / "items.faiss"))
         return cls(model, json.loads((d / "item_ids.json").read_text()), index, meta["version"],
-                   export_session_config(d))
+                   export_session_config(d), device)
 
     @property
     def receptive_field(self) -> int:
@@ -85,9 +88,9 @@ class StreamModel:
     def pack(self, state: StepState) -> list[tuple[bytes, bytes]]:
         """Per user (gru blob, window blob)."""
         n = state.h.shape[0]
-        gru = state.h.reshape(n, -1).numpy()
+        gru = state.h.reshape(n, -1).cpu().numpy()
         window = torch.cat([p.reshape(n, -1) for p in state.pasts] + [
-            state.session_sum, state.session_len[:, None], state.embedding], dim=1).numpy()
+            state.session_sum, state.session_len[:, None], state.embedding], dim=1).cpu().numpy()
         return [(gru[i].tobytes(), window[i].tobytes()) for i in range(n)]
 
     @property
@@ -99,6 +102,7 @@ class StreamModel:
         c = self.model.config
         gru = np.stack([np.frombuffer(g, np.float32) for g, _ in blobs])  # (B, L*H)
         window = torch.from_numpy(np.stack([np.frombuffer(w, np.float32) for _, w in blobs]))
+        window = window.to(self.device)  # one copy per batch on a GPU
         if gru.shape[1] != self._gru_size or window.shape[1] != self._window_size:
             raise CheckpointError("stored state does not fit this model's shapes")
         pasts, at = [], 0
@@ -107,7 +111,8 @@ class StreamModel:
             at += steps * width
         session_sum = window[:, at:at + c.channels]
         at += c.channels
-        return StepState(h=torch.from_numpy(gru.copy()).reshape(-1, c.gru_layers, c.gru_hidden),
+        h = torch.from_numpy(gru.copy()).to(self.device)
+        return StepState(h=h.reshape(-1, c.gru_layers, c.gru_hidden),
                          pasts=pasts, session_sum=session_sum, session_len=window[:, at],
                          embedding=window[:, at + 1:])
 
@@ -227,40 +232,43 @@ class BatchState:
 
     @torch.no_grad()
     def step(self, rows: list[int], items: list[int]) -> None:
-        idx = torch.tensor(rows)
-        sub = self.model.model.step(_rows(self.state, idx), torch.tensor(items))
+        idx = self._index(rows)
+        sub = self.model.model.step(_rows(self.state, idx), self._index(items))
         _assign(self.state, idx, sub)
 
     @torch.no_grad()
     def step_many(self, rows: list[int], items: list[list[int]]) -> np.ndarray:
         """Feed each row its items in order (lists of any length, 0 allowed), all rows
         in one model call; the embedding after each item (N, D), row by row."""
-        lengths = torch.tensor([len(its) for its in items], dtype=torch.long)  # (B,)
-        packed = torch.tensor([i for its in items for i in its], dtype=torch.long)  # (N,)
-        idx = torch.tensor(rows, dtype=torch.long)
+        lengths = self._index([len(its) for its in items])  # (B,)
+        packed = self._index([i for its in items for i in its])  # (N,)
+        idx = self._index(rows)
         sub, emb = self.model.model.step_packed(_rows(self.state, idx), packed, lengths)
         _assign(self.state, idx, sub)
-        return emb.numpy()  # (N, D)
+        return emb.cpu().numpy()  # (N, D)
 
     @torch.no_grad()
     def end_sessions(self, rows: list[int]) -> None:
-        idx = torch.tensor(rows)
+        idx = self._index(rows)
         _assign(self.state, idx, self.model.model.end_session(_rows(self.state, idx)))
 
     @torch.no_grad()
     def reset(self, rows: list[int]) -> None:
         """Back to the model's initial state (an expired user starting over)."""
-        _assign(self.state, torch.tensor(rows), self.model.model.initial_state(len(rows)))
+        _assign(self.state, self._index(rows), self.model.model.initial_state(len(rows)))
 
     def embedding(self, row: int) -> np.ndarray:
-        return self.state.embedding[row].numpy().copy()  # (D,)
+        return self.state.embedding[row].cpu().numpy().copy()  # (D,)
 
     def embeddings(self, rows: list[int]) -> np.ndarray:
         """The current embedding of each row (n, D), a copy."""
-        return self.state.embedding[torch.tensor(rows, dtype=torch.long)].numpy()
+        return self.state.embedding[self._index(rows)].cpu().numpy()
 
     def blobs(self) -> list[tuple[bytes, bytes]]:
         return self.model.pack(self.state)
+
+    def _index(self, values: list[int]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.long, device=self.model.device)
 
 
 def _rows(state: StepState, idx: torch.Tensor) -> StepState:

@@ -105,11 +105,11 @@ class CausalConv1d(nn.Conv1d):
         User b's sequence is [past_b, x_b]; input t of x_b sits at position P + t and
         reads taps t + i*d, i < k. Only those N x k rows are gathered (no padding)."""
         B, P, C = past.shape
-        tap = torch.arange(self.kernel_size[0]) * self.dilation[0]  # (k,)
+        tap = torch.arange(self.kernel_size[0], device=x.device) * self.dilation[0]  # (k,)
         if bool((lengths == lengths[0]).all()):  # K each, e.g. 1: slices, as `step` does
             K = int(lengths[0])
             seq = torch.cat([past, x.view(B, K, C)], dim=1)  # (B, P + K, C_in)
-            taps = seq[:, torch.arange(K)[:, None] + tap]  # (B, K, k, C_in)
+            taps = seq[:, torch.arange(K, device=x.device)[:, None] + tap]  # (B, K, k, C_in)
             taps = taps.reshape(B * K, len(tap), C)  # (N, k, C_in), user by user
             return self._weigh(taps), seq[:, K:]  # (N, C_out), (B, P, C_in)
         begins = torch.cumsum(lengths, 0) - lengths  # (B,) each user's first row of x
@@ -119,10 +119,11 @@ class CausalConv1d(nn.Conv1d):
             """Position v of user b's sequence -> its row of `src`."""
             return torch.where(v < P, b * P + v, B * P + begins[b] + v - P)
 
-        user = torch.arange(B).repeat_interleave(lengths)[:, None]  # (N, 1)
-        t = torch.arange(x.shape[0])[:, None] - begins[user]  # (N, 1) position in x_b
+        user = torch.arange(B, device=x.device).repeat_interleave(lengths)[:, None]  # (N, 1)
+        t = torch.arange(x.shape[0], device=x.device)[:, None] - begins[user]  # (N, 1) in x_b
         taps = src.index_select(0, rows(user, t + tap).reshape(-1))  # (N*k, C_in)
-        last = rows(torch.arange(B)[:, None], lengths[:, None] + torch.arange(P))  # (B, P)
+        last = rows(torch.arange(B, device=x.device)[:, None],
+                    lengths[:, None] + torch.arange(P, device=x.device))  # (B, P)
         new_past = src.index_select(0, last.reshape(-1)).view(B, P, C)  # (B, P, C_in)
         taps = taps.view(-1, len(tap), C)  # (N, k, C_in)
         return self._weigh(taps), new_past  # (N, C_out), (B, P, C_in)
@@ -347,7 +348,7 @@ class HierTCN(nn.Module):
         length (never read); lengths (B,) long, 0 allowed. Returns the state and the
         embedding after each item (B, K, D), zeros at the padding."""
         B, K = items.shape
-        mask = torch.arange(K) < lengths[:, None]  # (B, K)
+        mask = torch.arange(K, device=lengths.device) < lengths[:, None]  # (B, K)
         state, emb = self.step_packed(state, items[mask], lengths)  # (N, D)
         out = emb.new_zeros(B, K, emb.shape[-1])  # (B, K, D)
         out[mask] = emb
@@ -362,7 +363,7 @@ class HierTCN(nn.Module):
             return state, state.embedding.new_zeros(0, self.config.item_dim)
         B = lengths.shape[0]
         x = self.project(self.items(items))  # (N, C)
-        user = torch.arange(B).repeat_interleave(lengths)  # (N,) the user of each item
+        user = torch.arange(B, device=lengths.device).repeat_interleave(lengths)  # (N,) users
         state.session_sum = state.session_sum.index_add(0, user, x)  # (B, C)
         state.session_len = state.session_len + lengths
         if self.gru is not None:

@@ -22,6 +22,7 @@ SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 REDACTED = "***"
 EMBEDDINGS_MODES = ("event", "session_end", "off")
+DEVICES = ("auto", "cpu", "cuda")  # as hiertcn.accel.DEVICES (not imported: it loads torch)
 DLQ_MAX_BYTES = 8 << 20  # producer request and dead-letter topic limit (see stream.admin)
 
 
@@ -58,6 +59,9 @@ class StreamConfig:
     #                         the liveness probe restarts a worker whose consumer hung
     exclude_clicked: bool = True  # do not recommend items already clicked this session
     max_event_bytes: int = 65536  # larger input events go to the DLQ undecoded
+    # Where the model and the top-K search run: auto (a CUDA GPU when torch sees one,
+    # else the CPU), cpu or cuda; hiertcn/accel.py. Logged at start.
+    device: str = "auto"
     threads: int = 1  # torch/faiss threads per worker: scale out with workers (5x faster
     #                   than 2 threads on 2 cores: benchmarks/results/stream.json)
     export_dir: Path = Path("artifacts/export")  # exported model the worker loads
@@ -198,6 +202,7 @@ ENV = {
     "exclude_clicked": "HIERTCN_EXCLUDE_CLICKED",
     "max_event_bytes": "HIERTCN_MAX_EVENT_BYTES",
     "threads": "HIERTCN_THREADS",
+    "device": "HIERTCN_DEVICE",
     "export_dir": "HIERTCN_EXPORT_DIR",
     "datadir": "HIERTCN_DATADIR",
     "web_host": "HIERTCN_WEB_HOST",
@@ -327,6 +332,7 @@ _PARSERS: dict[str, Callable] = {
     "export_dir": lambda v: Path(_nonempty(v)), "datadir": lambda v: Path(_nonempty(v)),
     "web_port": _port,
     "embeddings": _mode(EMBEDDINGS_MODES),
+    "device": _mode(DEVICES),
     "security_protocol": _choice(SECURITY_PROTOCOLS),
     "sasl_mechanism": _choice(SASL_MECHANISMS),
     "sasl_password": str,  # taken as is: spaces may be part of a secret

@@ -104,7 +104,7 @@ def create_app(config: StreamConfig, *, cluster_id: str, policy: Policy) -> Work
     user_state = app.Table("user_state", key_type=str, value_type=bytes,
                            partitions=config.partitions, options=rocksdb_options())
     worker = Worker(app, config, topic(config.clicks_topic), {"user_state": user_state}, policy,
-                    ModelHolder(config.export_dir, config.threads), datadir, Publisher(config))
+                    ModelHolder(config.export_dir, config.threads, config.device), datadir, Publisher(config))
     faust_fixes.install(app, config.clicks_topic)  # before it starts: no click skipped
     web.register_pages(worker)
     register(worker)  # the agent and the sweep
