@@ -21,11 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections import Counter
 
 import orjson
-from faust.streams import _current_event
 
 from stream.worker import metrics
 from stream.worker.batching import take_available
@@ -35,6 +33,7 @@ from stream.worker.publisher import OrderedAcks
 from stream.errors import BadEvent, BadState, DeliveryFailed
 from stream.records import decode_click, encode_dlq, encode_embedding, encode_recommendation
 from stream.worker.recommend import Incoming, UserState, is_expired, is_idle, process_batch
+from stream.worker.state_writes import StateWrites, _as_current
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +48,7 @@ def register(worker) -> None:
         await app.crash(exc)  # the worker exits; its uncommitted events are redelivered
 
     acks = OrderedAcks(crash)  # one per worker: a restarted actor's batches queue behind
+    writes = StateWrites(tables["user_state"])  # rows: RocksDB + changelog via librdkafka
 
     @app.agent(worker.clicks)
     async def recommend(stream):
@@ -62,8 +62,9 @@ def register(worker) -> None:
                     checked.append(True)
                 await acks.room()  # raises once a delivery failed: no further batch
                 out = worker.publisher.batch()
-                handle_batch(worker, events, watermark, out)
+                handle_batch(worker, events, watermark, out, writes)
                 delivered = out.close()
+                delivered.add_done_callback(writes.on_delivered(out))
                 delivered.add_done_callback(_timer(metrics.DELIVERY_SECONDS))
                 acks.add(delivered, events, stream.ack)
         except DeliveryFailed:
@@ -111,7 +112,7 @@ def register(worker) -> None:
                      "(event-time clock %.0f)", sent["session_end"], sent["expire"], clock)
 
 
-def handle_batch(worker, events, watermark, out) -> None:
+def handle_batch(worker, events, watermark, out, writes: StateWrites) -> None:
     """Decode, read each user's row once, step, write each row once, send to `out`."""
     table = worker.tables["user_state"]
     incoming, by_user = decode_batch(events, worker, watermark, out)
@@ -134,11 +135,9 @@ def handle_batch(worker, events, watermark, out) -> None:
     metrics.BATCH_SIZE.observe(len(incoming))
     metrics.BATCH_USERS.observe(len(by_user))
     for user_id, state in result.states.items():
-        with _as_current(by_user[user_id]):
-            table[user_id] = state.to_row()  # one record: whole
+        writes.put(out, by_user[user_id], user_id, state.to_row())  # one record: whole
     for user_id in result.expired:
-        with _as_current(by_user[user_id]):
-            del table[user_id]  # a tombstone in the changelog
+        writes.delete(out, by_user[user_id], user_id)  # a tombstone in the changelog
     publish(worker, result, out)
     reject_failed(worker, events, result.rejected, out)
 
@@ -227,16 +226,3 @@ def _timer(histogram):
     """A done-callback observing the seconds since it was made."""
     t0 = time.perf_counter()
     return lambda _future: histogram.observe(time.perf_counter() - t0)
-
-
-class _as_current:
-    """Make `event` Faust's current event for the table writes inside the block."""
-
-    def __init__(self, event):
-        self.event = event
-
-    def __enter__(self):
-        self.token = _current_event.set(weakref.ref(self.event))
-
-    def __exit__(self, *exc):
-        _current_event.reset(self.token)

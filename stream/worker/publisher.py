@@ -5,8 +5,9 @@ all of the batch's outputs are delivered.
 Why not Faust's producer: on the 2-core test machine a Faust agent sending one message
 per event with `send_soon` ran 3,000-3,700 events/s, with librdkafka 6,300-6,600/s
 (the consumer alone: 5,000-6,300/s); Faust's producer buffer and aiokafka's batching
-were a quarter of the worker's profile. The table's changelog still goes through
-Faust's producer, which Faust flushes before it commits offsets.
+were a quarter of the worker's profile. The table's changelog goes through the same
+producer and the same batch (stream/worker/state_writes.py), so it is covered by the
+same rule.
 
 At-least-once, step by step:
 1. each batch's messages are produced with a delivery callback into that batch's
@@ -94,12 +95,20 @@ class Outbox:
         self.pending = 0
         self.closed = False
         self.sent = 0
+        # topic -> {partition: highest offset delivered}, for the topics asked to track
+        # (the table's changelog: stream/worker/state_writes.py); read once resolved
+        self.offsets: dict[str, dict[int, int]] = {}
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def send(self, topic: str, key: bytes | None, value: bytes | None,
+             partition: int | None = None, track: bool = False) -> None:
+        """`value` None: a tombstone. `partition` None: by the key (murmur2, as Java
+        clients); `track`: record the delivered offset in `offsets`."""
         with self.lock:
             self.pending += 1
+            if track:
+                self.offsets.setdefault(topic, {})
         self.sent += 1
-        self.publisher.produce(topic, key, value, self._delivered)
+        self.publisher.produce(topic, key, value, self._delivered, partition)
 
     def close(self) -> asyncio.Future:
         with self.lock:
@@ -118,6 +127,11 @@ class Outbox:
         with self.lock:
             self.pending -= 1
             done = self.closed and self.pending == 0
+            tracked = self.offsets.get(msg.topic())
+            if tracked is not None:
+                p, offset = msg.partition(), msg.offset()
+                if offset > tracked.get(p, -1):
+                    tracked[p] = offset
         if done:
             self._resolve(None)
 
@@ -168,10 +182,12 @@ class Publisher:
     def batch(self) -> Outbox:
         return Outbox(self)
 
-    def produce(self, topic: str, key: bytes | None, value: bytes, on_delivery) -> None:
+    def produce(self, topic: str, key: bytes | None, value: bytes | None, on_delivery,
+                partition: int | None = None) -> None:
+        extra = {} if partition is None else {"partition": partition}
         while True:
             try:
-                self.producer.produce(topic, value, key, on_delivery=on_delivery)
+                self.producer.produce(topic, value, key, on_delivery=on_delivery, **extra)
                 return
             except BufferError:  # librdkafka's queue is full: let the poll thread drain it
                 self._stop.wait(0.01)
