@@ -110,7 +110,8 @@ def fetch(name: str, cache_dir=None, progress: bool = True) -> Path:
     s = spec(name)
     if s.artifact is None:
         path = SHIPPED / s.events_file
-        check(path, s.events_sha256, f"the shipped {name}")
+        check(path, s.events_sha256, f"the shipped {name}",
+              fix=f"restore it with `git checkout -- data/{s.events_file}`")
         return path
     folder = cache_root(cache_dir) / name
     events = folder / s.events_file

@@ -53,13 +53,18 @@ def verified(path: Path, sha256: str) -> bool:
     return path.is_file() and sha256_of(path) == sha256
 
 
-def check(path: Path, sha256: str, what: str) -> None:
-    """Refuse a file whose bytes are not the recorded ones."""
+REFETCH = ("delete it and rerun `hiertcn data fetch`, and report it if it happens again "
+           "(the published file would have changed)")
+
+
+def check(path: Path, sha256: str, what: str, fix: str = REFETCH) -> None:
+    """Refuse a file whose bytes are not the recorded ones; `fix` says what to do."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found ({what})")
     got = sha256_of(path)
     if got != sha256:
         raise DataError(f"{path}: sha256 {got[:16]}... is not the recorded {sha256[:16]}... "
-                        f"({what}); delete it and rerun `hiertcn data fetch`, and report it if "
-                        f"it happens again (the published file would have changed)")
+                        f"({what}); {fix}")
 
 
 def obtain(artifact: Artifact, folder: Path, progress: bool = True) -> Path:
