@@ -184,6 +184,14 @@ def test_registry_that_writes_nothing_is_an_error(fake, monkeypatch):
         fetch("fake", fake, progress=False)
 
 
+def test_cache_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, _, err = run_cli(capsys, "data", "fetch", "movielens-1m", "--cache", str(blocker))
+    assert code == 2 and err.count("\n") == 1
+    assert "cannot write the cache there" in err and datasets.CACHE_ENV in err
+
+
 def test_missing_member_is_a_data_error(fake, monkeypatch):
     monkeypatch.setitem(DATASETS, "fake", replace(DATASETS["fake"], members=("nope.rating",)))
     with pytest.raises(DataError, match="has no nope.rating"):

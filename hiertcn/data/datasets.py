@@ -112,10 +112,6 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
 )}
 
 
-def names() -> tuple[str, ...]:
-    return tuple(DATASETS)
-
-
 def spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
@@ -144,7 +140,11 @@ def fetch(name: str, cache_dir=None, progress: bool = True) -> Path:
     events = folder / s.events_file
     if verified(events, s.events_sha256):
         return events
-    _build(s, folder, progress)
+    try:
+        _build(s, folder, progress)
+    except OSError as exc:  # a cache path that is a file, a read-only disk, a full disk
+        raise DataError(f"{folder}: cannot write the cache there ({exc.strerror or exc}); "
+                        f"choose another with --cache DIR or ${CACHE_ENV}") from None
     try:
         check(events, s.events_sha256, f"{name} built from the checked {s.artifact.filename}",
               fix="this build gives other bytes than the recorded one: report it, with "
