@@ -1,4 +1,4 @@
-"""`hiertcn prepare | train | evaluate | export | bench` (also `python -m hiertcn`).
+"""`hiertcn prepare | train | evaluate | export | bench | data` (also `python -m hiertcn`).
 
 Every command prints one line and exits 2 on a bad option or data file; the resolved
 configuration is logged at start and saved next to what the command writes.
@@ -18,6 +18,7 @@ import torch
 
 from hiertcn import bench
 from hiertcn.checkpoint import CHECKPOINT_FILE, export, load_checkpoint, save_checkpoint
+from hiertcn.data import datasets
 from hiertcn.data.cache import load_splits
 from hiertcn.data.loaders import FORMATS
 from hiertcn.data.sessions import SessionConfig
@@ -209,6 +210,22 @@ def cmd_bench(args) -> None:
     bench.main(args)
 
 
+def cmd_data(args) -> None:
+    if args.action == "list":
+        root = datasets.cache_root(args.cache)
+        for s in datasets.DATASETS.values():
+            print(f"{s.name}: {s.what}\n  source: {s.source}\n  terms: {s.terms}\n"
+                  f"  real sessions: {'yes' if s.real_sessions else 'no'}; "
+                  f"fetch: {'shipped' if s.artifact is None else root / s.name}")
+        return
+    if not args.names:
+        raise ConfigError(f"data fetch: name a data set: {', '.join(datasets.DATASETS)}")
+    for name in args.names:
+        datasets.spec(name)  # every name checked before anything is downloaded
+    for name in args.names:
+        print(f"{name}: {datasets.fetch(name, args.cache)}")
+
+
 def initial_item_vectors(args, train, dim: int) -> torch.Tensor | None:
     """(n_items, dim) from --item-vectors FILE (to be frozen), else --item-init cooc;
     None for --item-init random."""
@@ -289,6 +306,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override epochs (quick runs)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.set_defaults(run=cmd_bench)
+
+    p = sub.add_parser("data", help="list the named data sets, or fetch them into a local "
+                                     "cache (checked by sha256, never committed)")
+    p.add_argument("action", choices=("list", "fetch"))
+    p.add_argument("names", nargs="*", metavar="NAME", help="data sets to fetch")
+    p.add_argument("--cache", type=Path, default=None,
+                   help=f"cache folder (default: ${datasets.CACHE_ENV}, else "
+                        f"{datasets.DEFAULT_CACHE} under the current directory)")
+    p.set_defaults(run=cmd_data)
 
     return parser
 

