@@ -162,7 +162,7 @@ def test_popularity_fill_never_outranks_knn_evidence(weighting):
 
 
 def test_sknn_is_cosine_over_the_most_recent_sessions_and_sums_neighbour_sims():
-    knn = SKNN(k=2, sample_size=3).fit(TRAIN)
+    knn = SKNN(k=2, sample_size=3, remind=True).fit(TRAIN)
     after_0, after_0_4 = knn.prefix_scores(np.array([0, 4]))
     # [0]: all three sessions have cosine 1/sqrt(1*2); tied, the two most recent win
     np.testing.assert_allclose(after_0, [np.sqrt(2), 1 / np.sqrt(2), 0, 0, 1 / np.sqrt(2), 0, 0])
@@ -171,30 +171,31 @@ def test_sknn_is_cosine_over_the_most_recent_sessions_and_sums_neighbour_sims():
 
 
 def test_sample_size_keeps_only_the_most_recent_sessions():
-    row = SKNN(k=10, sample_size=1).fit(TRAIN).prefix_scores(np.array([0]))[0]
+    row = SKNN(k=10, sample_size=1, remind=True).fit(TRAIN).prefix_scores(np.array([0]))[0]
     np.testing.assert_allclose(row, [1 / np.sqrt(2), 0, 0, 0, 1 / np.sqrt(2), 0, 0])  # {0,4}
 
 
 def test_vsknn_weights_later_clicks_more_and_takes_the_dot_product():
-    knn = VSKNN(k=2, sample_size=3).fit(TRAIN)
+    knn = VSKNN(k=2, sample_size=3, remind=True).fit(TRAIN)
     # [0, 4]: 0 weighs 1/2, 4 weighs 1: {4} 1, {0,4} 3/2, {0,1} 1/2
     np.testing.assert_allclose(knn.prefix_scores(np.array([0, 4]))[1],
                                [1.5, 0, 0, 0, 2.5, 0, 0])
 
 
 def test_vsknn_idf_scales_each_item_by_one_plus_its_idf():
-    knn = VSKNN(k=3, sample_size=3, idf=2.0).fit(TRAIN)
+    knn = VSKNN(k=3, sample_size=3, idf=2.0, remind=True).fit(TRAIN)
     row = knn.prefix_scores(np.array([0]))[0]  # neighbours {0,4} {0,1} {0,1}, sim 1 each
     idf = np.log(9 / np.array([3, 2, 3]))  # sessions holding 0, 1, 4 out of 9
     np.testing.assert_allclose(row[[0, 1, 4]], np.array([3, 2, 1]) * (1 + 2.0 * idf))
 
 
 def test_jaccard_and_remind():
-    row = SKNN(k=2, sample_size=3, similarity="jaccard").fit(TRAIN).prefix_scores(
-        np.array([0, 4]))[1]
+    jaccard = SKNN(k=2, sample_size=3, similarity="jaccard", remind=True).fit(TRAIN)
+    row = jaccard.prefix_scores(np.array([0, 4]))[1]
     # {4} 1/2, {0,4} 2/2, {0,1} 1/3: the first two
     np.testing.assert_allclose(row, [1, 0, 0, 0, 1.5, 0, 0])
-    forget = SKNN(k=2, sample_size=3, remind=False).fit(TRAIN).prefix_scores(np.array([0, 4]))
+    # remind=False, the default: the session's own items are never recommended
+    forget = SKNN(k=2, sample_size=3).fit(TRAIN).prefix_scores(np.array([0, 4]))
     np.testing.assert_allclose(forget[0], [0, 1 / np.sqrt(2), 0, 0, 1 / np.sqrt(2), 0, 0])
     assert not forget[1].any()  # both neighbours hold only the session's own items
 
@@ -228,8 +229,10 @@ def reference_scores(train: Sessions, query: list[int], k: int, m: int, weightin
     return scores
 
 
-@pytest.mark.parametrize("model", [SKNN(k=4, sample_size=9), VSKNN(k=3, sample_size=7),
-                                   SessionKNN(k=5, sample_size=6, weighting="linear")],
+@pytest.mark.parametrize("model", [SKNN(k=4, sample_size=9, remind=True),
+                                   VSKNN(k=3, sample_size=7, remind=True),
+                                   SessionKNN(k=5, sample_size=6, weighting="linear",
+                                              remind=True)],
                          ids=["sknn", "vsknn", "vsknn-cosine"])
 def test_vectorised_scores_equal_the_definition_on_random_data(model):
     rng = np.random.default_rng(3)
@@ -262,7 +265,7 @@ def test_session_knn_rows_never_see_the_current_or_later_events(model):
 
 def test_session_knn_rows_first_click_and_popularity_fill():
     test = make_sessions([[[0, 4], [6]]], n_items=7)
-    knn = SKNN(k=2, sample_size=3).fit(TRAIN)
+    knn = SKNN(k=2, sample_size=3, remind=True).fit(TRAIN)
     scores = knn.predict_user(test, 0)
     pop_row = MostPopular().fit(TRAIN).predict_user(test, 0)[0]
     assert scores.shape == (3, 7) and scores.dtype == np.float32
