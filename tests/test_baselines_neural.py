@@ -18,6 +18,7 @@ from hiertcn.checkpoint import load_checkpoint, save_checkpoint
 from hiertcn.cli import main
 from hiertcn.data.cache import load_splits
 from hiertcn.data.sessions import SessionConfig, Sessions, sessionize
+from hiertcn.errors import ConfigError
 from hiertcn.model import HierTCN, ModelConfig
 from hiertcn.train import TrainConfig, count_parameters, fit
 
@@ -46,7 +47,8 @@ SMALL = {
                                                 kernel_size=3, levels=3, dropout=0.0)),
     # max_len 4: user 0's 7 events take three windows, so the window logic is exercised
     "sasrec": lambda n: SASRec(SASRecConfig(n_items=n, item_dim=16, max_len=4, n_blocks=2,
-                                            n_heads=2, ffn_dim=24, dropout=0.0)),
+                                            n_heads=2, ffn_dim=24, dropout=0.0,
+                                            train_stride=2)),
 }
 
 
@@ -192,34 +194,36 @@ def test_sasrec_attention_is_causal_at_every_position():
 
 
 def test_sasrec_training_loss_is_predict_users_loss():
-    """User 2's 7 events in windows of 4, all in one training batch: the batch loss is
-    the mean cross-entropy of predict_user's scores over the user's events."""
+    """User 2's 7 events in windows of 4, all in one training batch: with the scoring
+    stride (train_stride 2) the batch loss is the mean cross-entropy of predict_user's
+    scores over the user's events."""
     model = small("sasrec", TINY.n_items)
     one = TINY.select_users(np.array([2]))
     scores = torch.from_numpy(model.predict_user(one, 0))  # (E_u, N)
     expected = torch.nn.functional.cross_entropy(scores, torch.from_numpy(
         one.items.astype(np.int64)))
     (batch,) = model.train_batches(one, 8, 1, np.random.default_rng(0))
-    assert batch.inputs.shape[0] == len(windows(one.n_events, 4)) == 3
+    assert batch.inputs.shape[0] == len(windows(one.n_events, 4, 2)) == 3
     with torch.no_grad():
         loss, n_events, carry = model.loss(batch, None, TrainConfig().loss)
     assert n_events == one.n_events and carry is None
     torch.testing.assert_close(loss, expected, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("n_events, max_len", [(1, 4), (4, 4), (7, 4), (7, 5), (500, 200)])
-def test_windows_score_every_event_once_with_enough_context(n_events, max_len):
-    spans = windows(n_events, max_len)
+@pytest.mark.parametrize("n_events, max_len, stride", [
+    (1, 4, 2), (4, 4, 2), (7, 4, 2), (7, 5, 2), (500, 200, 100), (7, 4, 4), (500, 200, 200)])
+def test_windows_score_every_event_once_with_enough_context(n_events, max_len, stride):
+    spans = windows(n_events, max_len, stride)
     scored = [i for _, hi, first in spans for i in range(first, hi)]
     assert scored == list(range(n_events))
     assert all(hi - lo <= max_len for lo, hi, _ in spans)
-    # after the first window every scored event sees at least max_len - max_len // 2 events
-    assert all(first - lo >= max_len - max_len // 2 for lo, _, first in spans[1:])
+    # after the first window every scored event sees at least max_len - stride events
+    assert all(first - lo == max_len - stride for lo, _, first in spans[1:])
 
 
 def test_window_batches_hold_each_event_once_as_a_target_after_its_predecessor():
     seen = []
-    for b in window_batches(TINY, 2, 4, np.random.default_rng(0)):
+    for b in window_batches(TINY, 2, 4, 3, np.random.default_rng(0)):
         assert b.inputs.shape == b.targets.shape and b.inputs.shape[1] <= 4
         prev = torch.cat([b.inputs[:, :1], b.targets[:, :-1]], dim=1)  # what precedes t
         inner = b.scored[:, 1:] & b.scored[:, :-1]
@@ -254,3 +258,12 @@ def test_sasrec_default_trains_on_shipped_movielens_and_evaluates_from_its_check
     assert code == 0, err
     events = int(out.rsplit("(", 1)[1].split()[0])
     assert out.startswith("test recall@5 ") and events == parts["test"].n_events
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(train_stride=0), "train_stride"), (dict(max_len=10, train_stride=11), "train_stride"),
+    (dict(item_dim=10, n_heads=4), "n_heads"), (dict(max_len=1), "max_len"),
+    (dict(dropout=1.0), "dropout")])
+def test_sasrec_config_errors_name_the_setting(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        SASRecConfig(n_items=5, **bad)

@@ -19,11 +19,15 @@ Differences from the paper, for a fair comparison with the other models here:
   target too (the paper starts from the second);
 - pre-norm blocks (x + f(LN(x))); the paper normalises the attention's queries only.
 
-Windows: targets 0..E-1 of a user are covered by windows of at most `max_len`
-positions with a stride of H = max_len // 2; the first window scores all its targets,
-every later one only its last H, so each target is scored once and (after the first
-window) sees between max_len - H and max_len events. Training and `predict_user` use
-the same windows, so a target sees the same context in both.
+Windows: a user's targets 0..E-1 are covered by windows of at most `max_len`
+positions started every `stride` events; the first window scores all its targets,
+every later one only its last `stride` (its first position reads the event just
+before it). `predict_user` uses stride max_len // 2, so every target sees at least
+half a window of history once the user has that much. Training uses `train_stride`,
+by default max_len: windows do not overlap, each event is computed once (half the
+cost) and targets are trained with every history length from 0 up, which is also
+what a new user's first events have. `train_stride = max_len // 2` makes training
+see exactly the contexts `predict_user` scores with.
 
 Parameter budget (`count_parameters`, item table excluded), d = item_dim, F = ffn_dim,
 L = n_blocks, n = max_len: L (4d^2 + 4d + 2dF + F + d + 4d) + n d + d (start) + 2d.
@@ -56,12 +60,17 @@ class SASRecConfig:
     n_heads: int = 2
     ffn_dim: int = 480  # sized to the budget; the paper's is item_dim
     dropout: float = 0.2  # the paper's on MovieLens-1M
+    train_stride: int | None = None  # training windows start every this many events;
+    # None: max_len, no overlap (module docstring)
     freeze_items: bool = False  # True when item vectors are loaded from a file
 
     def __post_init__(self):
         for name, low in (("max_len", 2), ("n_blocks", 1), ("n_heads", 1), ("ffn_dim", 1)):
             if getattr(self, name) < low:
                 raise ConfigError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.train_stride is not None and not 1 <= self.train_stride <= self.max_len:
+            raise ConfigError(f"train_stride must be in [1, max_len={self.max_len}], got "
+                              f"{self.train_stride}")
         if self.item_dim % self.n_heads:
             raise ConfigError(f"item_dim {self.item_dim} must be a multiple of n_heads "
                               f"{self.n_heads}")
@@ -74,14 +83,13 @@ class SASRecConfig:
 
 # ---- windows over a user's events ----------------------------------------------------
 
-def windows(n_events: int, max_len: int) -> list[tuple[int, int, int]]:
-    """(start, stop, scored_from) target ranges covering 0..n_events-1 (module docstring)."""
-    H = max_len // 2
+def windows(n_events: int, max_len: int, stride: int) -> list[tuple[int, int, int]]:
+    """(start, stop, scored_from) target ranges covering 0..n_events-1 once each."""
     out = [(0, min(max_len, n_events), 0)] if n_events else []
-    start = H
-    while start + max_len - H < n_events:
-        out.append((start, min(start + max_len, n_events), start + max_len - H))
-        start += H
+    start = stride
+    while start + max_len - stride < n_events:
+        out.append((start, min(start + max_len, n_events), start + max_len - stride))
+        start += stride
     return out
 
 
@@ -96,9 +104,10 @@ class WindowBatch:
 
 
 def user_windows(items: np.ndarray, max_len: int) -> WindowBatch:
-    """All windows of one user's events `items` (E,), right-padded (padding reads the
-    start token; causal attention keeps it from earlier positions)."""
-    spans = windows(len(items), max_len)
+    """The scoring windows (stride max_len // 2) of one user's events `items` (E,),
+    right-padded (padding reads the start token; causal attention keeps it from
+    earlier positions)."""
+    spans = windows(len(items), max_len, max_len // 2)
     return _pad(items, [(0, lo, hi, first) for lo, hi, first in spans], max_len)
 
 
@@ -115,13 +124,13 @@ def _pad(items: np.ndarray, rows: list[tuple[int, int, int, int]], max_len: int)
     return WindowBatch(inputs=torch.from_numpy(inputs), targets=torch.from_numpy(targets))
 
 
-def window_batches(sessions: Sessions, n_rows: int, max_len: int,
+def window_batches(sessions: Sessions, n_rows: int, max_len: int, stride: int,
                    rng: np.random.Generator) -> Iterator[WindowBatch]:
     """Every window of every user, `n_rows` per batch; windows of similar length share
     a batch (sorted once, cut into groups, groups shuffled) to keep padding small."""
     bounds = np.asarray(sessions.session_offsets)[np.asarray(sessions.user_offsets)]
     rows = [(int(a), lo, hi, first) for a, b in zip(bounds[:-1], bounds[1:])
-            for lo, hi, first in windows(int(b - a), max_len)]
+            for lo, hi, first in windows(int(b - a), max_len, stride)]
     order = np.argsort([hi - lo for _, lo, hi, _ in rows], kind="stable")
     groups = [order[i:i + n_rows] for i in range(0, len(order), n_rows)]
     items = np.asarray(sessions.items, np.int64)
@@ -187,7 +196,8 @@ class SASRec(nn.Module):
     # ---- the contract of hiertcn/contract.py: trainer and evaluator -------------------
 
     def train_batches(self, sessions: Sessions, n_queues: int, sessions_per_batch: int, rng):
-        return window_batches(sessions, n_queues, self.config.max_len, rng)
+        c = self.config
+        return window_batches(sessions, n_queues, c.max_len, c.train_stride or c.max_len, rng)
 
     def loss(self, batch: WindowBatch, carry, config: LossConfig):
         scored = batch.scored
