@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from hiertcn.baselines.popular import MostPopular
-from hiertcn.baselines.session_knn import SessionItemKNN
+from hiertcn.baselines.item_knn import ItemKNN
+from hiertcn.baselines.session_knn import SKNN, VSKNN
 from hiertcn.data.cache import load_splits
 from hiertcn.evaluate import evaluate
 from hiertcn.item_vectors import cooccurrence_vectors
@@ -74,7 +75,8 @@ def accuracy_job(name: str, seed: int, epochs: int | None) -> dict:
 
 def simple_baselines(parts) -> dict:
     out = {}
-    for name, model in (("pop", MostPopular()), ("sknn", SessionItemKNN())):
+    for name, model in (("pop", MostPopular()), ("item_knn", ItemKNN()), ("sknn", SKNN()),
+                        ("vsknn", VSKNN())):
         model.fit(parts["train"])
         out[name] = evaluate(model, parts["test"], progress=False)
     return out

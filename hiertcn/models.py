@@ -11,6 +11,7 @@ import torch
 from hiertcn.baselines.flat_tcn import FlatTCN, FlatTCNConfig
 from hiertcn.baselines.gru4rec import GRU4Rec, GRU4RecConfig
 from hiertcn.baselines.hrnn import HRNN, HRNNConfig
+from hiertcn.baselines.sasrec import SASRec, SASRecConfig
 from hiertcn.contract import NeuralModel
 from hiertcn.errors import ConfigError
 from hiertcn.model import HierTCN, ModelConfig
@@ -21,6 +22,7 @@ KINDS = {  # kind -> (model class, its config class)
     "gru4rec": (GRU4Rec, GRU4RecConfig),
     "hrnn": (HRNN, HRNNConfig),
     "tcn": (FlatTCN, FlatTCNConfig),
+    "sasrec": (SASRec, SASRecConfig),
 }
 NEURAL_MODELS = tuple(KINDS)
 

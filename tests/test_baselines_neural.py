@@ -1,7 +1,9 @@
-"""GRU4Rec, HRNN and the flat TCN on the HierTCN contract: shapes, causality, a short
-fit that learns, the slot walker, and the shared parameter budget."""
+"""GRU4Rec, HRNN, the flat TCN and SASRec on the HierTCN contract: shapes, causality, a
+short fit that learns, the slot walker, SASRec's windows, the shared parameter budget,
+and SASRec trained on the shipped MovieLens through checkpoint and `hiertcn evaluate`."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,12 @@ import torch
 from hiertcn.baselines.flat_tcn import FlatTCN, FlatTCNConfig, history_batches
 from hiertcn.baselines.gru4rec import GRU4Rec, GRU4RecConfig, parallel_walk, step_batches
 from hiertcn.baselines.hrnn import HRNN, HRNNConfig
+from hiertcn.baselines.sasrec import SASRec, SASRecConfig, window_batches, windows
+from hiertcn.checkpoint import load_checkpoint, save_checkpoint
+from hiertcn.cli import main
+from hiertcn.data.cache import load_splits
 from hiertcn.data.sessions import SessionConfig, Sessions, sessionize
+from hiertcn.errors import ConfigError
 from hiertcn.model import HierTCN, ModelConfig
 from hiertcn.train import TrainConfig, count_parameters, fit
 
@@ -38,6 +45,10 @@ SMALL = {
                                       user_hidden=20, dropout=0.0)),
     "flat_tcn": lambda n: FlatTCN(FlatTCNConfig(n_items=n, item_dim=16, channels=12,
                                                 kernel_size=3, levels=3, dropout=0.0)),
+    # max_len 4: user 0's 7 events take three windows, so the window logic is exercised
+    "sasrec": lambda n: SASRec(SASRecConfig(n_items=n, item_dim=16, max_len=4, n_blocks=2,
+                                            n_heads=2, ffn_dim=24, dropout=0.0,
+                                            train_stride=2)),
 }
 
 
@@ -77,7 +88,7 @@ def test_causal(name, event):
 
 
 @pytest.mark.parametrize("name, crosses", [("gru4rec", False), ("hrnn", True),
-                                           ("flat_tcn", True)])
+                                           ("flat_tcn", True), ("sasrec", True)])
 def test_memory_across_sessions(name, crosses):
     """Changing user 0's first session moves the second session's scores only for
     models with cross-session memory."""
@@ -136,7 +147,8 @@ def test_history_batches_keep_whole_histories_unless_max_len():
     lambda: GRU4Rec(GRU4RecConfig(n_items=1000)),
     lambda: HRNN(HRNNConfig(n_items=1000)),
     lambda: FlatTCN(FlatTCNConfig(n_items=1000)),
-], ids=["gru4rec", "hrnn", "flat_tcn"])
+    lambda: SASRec(SASRecConfig(n_items=1000)),
+], ids=["gru4rec", "hrnn", "flat_tcn", "sasrec"])
 def test_default_sizes_match_hiertcn_budget(model):
     budget = count_parameters(HierTCN(ModelConfig(n_items=1000)))
     assert abs(count_parameters(model()) - budget) <= 0.1 * budget
@@ -161,3 +173,97 @@ def test_training_steps_match_predict_user(name):
     if name == "gru4rec":
         losses, expected = losses.sort().values, expected.sort().values
     torch.testing.assert_close(losses, expected, atol=1e-5, rtol=0)
+
+
+# ---- SASRec ----------------------------------------------------------------------------
+
+def test_sasrec_attention_is_causal_at_every_position():
+    """encode: changing input t leaves outputs < t bit-identical, and moves output t."""
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(n_items=30, item_dim=16, max_len=12, n_blocks=3, n_heads=4,
+                                ffn_dim=32, dropout=0.3)).eval()
+    inputs = torch.randint(0, 30, (2, 12))
+    inputs[:, 0] = -1  # the start token
+    base = model.encode(inputs)
+    for t in range(1, 12):
+        changed = inputs.clone()
+        changed[:, t] = (changed[:, t] + 7) % 30
+        out = model.encode(changed)
+        torch.testing.assert_close(out[:, :t], base[:, :t], rtol=0, atol=0)
+        assert not torch.allclose(out[:, t], base[:, t])
+
+
+def test_sasrec_training_loss_is_predict_users_loss():
+    """User 2's 7 events in windows of 4, all in one training batch: with the scoring
+    stride (train_stride 2) the batch loss is the mean cross-entropy of predict_user's
+    scores over the user's events."""
+    model = small("sasrec", TINY.n_items)
+    one = TINY.select_users(np.array([2]))
+    scores = torch.from_numpy(model.predict_user(one, 0))  # (E_u, N)
+    expected = torch.nn.functional.cross_entropy(scores, torch.from_numpy(
+        one.items.astype(np.int64)))
+    (batch,) = model.train_batches(one, 8, 1, np.random.default_rng(0))
+    assert batch.inputs.shape[0] == len(windows(one.n_events, 4, 2)) == 3
+    with torch.no_grad():
+        loss, n_events, carry = model.loss(batch, None, TrainConfig().loss)
+    assert n_events == one.n_events and carry is None
+    torch.testing.assert_close(loss, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("n_events, max_len, stride", [
+    (1, 4, 2), (4, 4, 2), (7, 4, 2), (7, 5, 2), (500, 200, 100), (7, 4, 4), (500, 200, 200)])
+def test_windows_score_every_event_once_with_enough_context(n_events, max_len, stride):
+    spans = windows(n_events, max_len, stride)
+    scored = [i for _, hi, first in spans for i in range(first, hi)]
+    assert scored == list(range(n_events))
+    assert all(hi - lo <= max_len for lo, hi, _ in spans)
+    # after the first window every scored event sees at least max_len - stride events
+    assert all(first - lo == max_len - stride for lo, _, first in spans[1:])
+
+
+def test_window_batches_hold_each_event_once_as_a_target_after_its_predecessor():
+    seen = []
+    for b in window_batches(TINY, 2, 4, 3, np.random.default_rng(0)):
+        assert b.inputs.shape == b.targets.shape and b.inputs.shape[1] <= 4
+        prev = torch.cat([b.inputs[:, :1], b.targets[:, :-1]], dim=1)  # what precedes t
+        inner = b.scored[:, 1:] & b.scored[:, :-1]
+        # the input at t is the item scored at t - 1 wherever both are scored
+        assert torch.equal(b.inputs[:, 1:][inner], prev[:, 1:][inner])
+        seen += b.targets[b.scored].tolist()
+    assert sorted(seen) == sorted(TINY.items.tolist())
+
+
+def test_sasrec_default_trains_on_shipped_movielens_and_evaluates_from_its_checkpoint(
+        tmp_path, capsys):
+    """A few steps of the default-sized SASRec on 24 users of the shipped MovieLens; the
+    checkpoint comes back as the same model, and `hiertcn evaluate` scores its run."""
+    data = Path(__file__).resolve().parents[1] / "data" / "movielens.csv.gz"
+    parts = load_splits(data, cache_dir=tmp_path / "cache")
+    train = parts["train"].select_users(np.arange(24))
+    val = parts["val"].select_users(np.arange(3))
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(n_items=train.n_items))
+    result = fit(model, train, val, TrainConfig(epochs=2, batch_size=8, seed=0),
+                 name="sasrec", progress=False)
+    assert result.curve[-1]["loss"] < result.curve[0]["loss"] < np.log(train.n_items) + 1
+    run = tmp_path / "run"
+    save_checkpoint(run / "checkpoint.pt", model, train.item_ids, step=result.best_epoch,
+                    extra={"model": "sasrec"})
+    loaded, ckpt = load_checkpoint(run)
+    assert type(loaded) is SASRec and ckpt["kind"] == "sasrec"
+    np.testing.assert_array_equal(loaded.predict_user(val, 0), model.eval().predict_user(val, 0))
+    code = main(["evaluate", "--data", str(data), "--cache-dir", str(tmp_path / "cache"),
+                 "--checkpoint", str(run)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    events = int(out.rsplit("(", 1)[1].split()[0])
+    assert out.startswith("test recall@5 ") and events == parts["test"].n_events
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(train_stride=0), "train_stride"), (dict(max_len=10, train_stride=11), "train_stride"),
+    (dict(item_dim=10, n_heads=4), "n_heads"), (dict(max_len=1), "max_len"),
+    (dict(dropout=1.0), "dropout")])
+def test_sasrec_config_errors_name_the_setting(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        SASRecConfig(n_items=5, **bad)
