@@ -75,6 +75,13 @@ def load_data(args):
     return load_splits(args.data, args.format, sessions, splits, args.cache_dir), sessions, splits
 
 
+TRAIN_HELP = {
+    "bptt_sessions": "HierTCN: how many sessions before each batch the high level's "
+                     "gradient still reaches (truncated backprop; 0: the batch's own) ",
+    "lr_decay": "factor of the step decay at --lr-decay-epochs ",
+}
+
+
 def add_train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     d = TrainConfig()
@@ -82,7 +89,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         if f.name in ("loss", "max_seconds", "lr_decay_epochs"):
             continue
         g.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(d, f.name)),
-                       default=None, help=f"(default: {getattr(d, f.name)}, or the model's own)")
+                       default=None, help=TRAIN_HELP.get(f.name, "") +
+                       f"(default: {getattr(d, f.name)}, or the model's own)")
     g.add_argument("--lr-decay-epochs", type=int, nargs="*", default=None, metavar="EPOCH",
                    help="multiply the learning rate by --lr-decay after each of these epochs "
                         "(default: none)")

@@ -1,8 +1,11 @@
 """HierTCN, read top to bottom: CausalConv1d -> TemporalBlock -> SessionTCN ->
 SessionGRU -> HierTCN.
 
-`Batch` (S sessions of B users) comes from the data layer, hiertcn/data/batches.py;
-the contract the trainer and evaluator call is hiertcn/contract.py.
+`ModelConfig` is in hiertcn/model_config.py; `Batch` (S sessions of B users, and the
+context sessions truncated backprop re-runs) comes from the data layer,
+hiertcn/data/batches.py; the contract the trainer and evaluator call is
+hiertcn/contract.py. Users are scored by inner product with the item table, or with
+an untied output table plus a per-item bias (`ModelConfig.untied_output`).
 
 Shapes: B users (queues), S sessions per user in a batch, T events per session,
 C TCN channels, D item-embedding size, L GRU layers of H units, N items.
@@ -31,6 +34,7 @@ from hiertcn.item_table import item_table
 from hiertcn.losses import LossConfig, next_item_loss
 # the config lives in its own module; the CLI and checkpoints import it from here
 from hiertcn.model_config import KNOB_MINIMUM, KNOBS, ModelConfig, knob_problem  # noqa: F401
+
 
 class CausalConv1d(nn.Conv1d):
     """Conv1d padded on the left only, so output t sees inputs <= t."""

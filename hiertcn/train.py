@@ -92,6 +92,7 @@ class TrainResult:
     events_per_s: float  # training events per second of pure training time
     peak_tensor_mb: float  # parameters + grads + Adam moments + saved activations, peak
     updates: int = 0  # optimizer steps taken
+    events: int = 0  # training events those steps averaged their losses over
 
 
 class _SavedTensorMeter:
@@ -188,7 +189,8 @@ def fit(model: NeuralModel, train: Sessions, val: Sessions, config: TrainConfig,
     model.load_state_dict(best_state)
     return TrainResult(best_epoch=best_epoch, best_val=best, curve=curve,
                        events_per_s=events / max(train_s, 1e-9),
-                       peak_tensor_mb=(state_bytes + meter.peak) / 2 ** 20, updates=updates)
+                       peak_tensor_mb=(state_bytes + meter.peak) / 2 ** 20, updates=updates,
+                       events=events)
 
 
 def _run_epoch(model: NeuralModel, batches: _Batches, n_events: int, config: TrainConfig,
