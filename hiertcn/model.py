@@ -259,10 +259,13 @@ class HierTCN(nn.Module):
         MovieLens. Outputs come back in (session, position) order. inp (B*S, T, C_in)."""
         order = torch.argsort(lengths, descending=True)
         order = order[lengths[order] > 0]
+        # one gather, then splits: a split's backward is one cat, where indexing each
+        # chunk out of `inp` would scatter into a zeroed copy of all of `inp` per chunk
+        ranked = inp[order]  # (sessions, T, C_in), longest first
         outs, where = [], []
-        for chunk in order.split(group):
+        for chunk, x in zip(order.split(group), ranked.split(group)):
             longest = int(lengths[chunk[0]])
-            y = self.tcn(inp[chunk, :longest])  # (n, longest, C)
+            y = self.tcn(x[:, :longest])  # (n, longest, C)
             keep = torch.arange(longest)[None, :] < lengths[chunk, None]  # (n, longest)
             outs.append(y[keep])
             where.append((chunk[:, None] * inp.shape[1] + torch.arange(longest))[keep])

@@ -91,7 +91,8 @@ def speed(out: Path, command: str) -> dict:
             shape = equal_event_shapes(train, events)[name]
             r = _child(name, "all", shape)
             entry[str(events)] = {**shape, "events_per_update": r["events_per_update"],
-                                  "events_per_s": r["events_per_s"]}
+                                  "events_per_s": r["events_per_s"],
+                                  "events_per_cpu_s": r["events_per_cpu_s"]}
             log.info("%s at ~%d events/update %s: %.0f events/update, %.0f events/s", name,
                      events, shape, r["events_per_update"], r["events_per_s"])
         report["models"][name]["equal_events_per_update"] = entry
@@ -103,16 +104,21 @@ def speed(out: Path, command: str) -> dict:
                                                     "peak_tensor_mb": r["peak_tensor_mb"]}
     models, ratios = report["models"], report["ratios"]
     for events in map(str, EVENTS_PER_UPDATE):
-        h = models["hiertcn"]["equal_events_per_update"][events]["events_per_s"]
+        h = models["hiertcn"]["equal_events_per_update"][events]
         for other in ("gru4rec", "hrnn"):
+            o = models[other]["equal_events_per_update"][events]
             ratios[f"speed_vs_{other}_at_{events}_events_per_update"] = \
-                h / models[other]["equal_events_per_update"][events]["events_per_s"]
+                h["events_per_s"] / o["events_per_s"]
+            ratios[f"cpu_speed_vs_{other}_at_{events}_events_per_update"] = \
+                h["events_per_cpu_s"] / o["events_per_cpu_s"]
     ratios["tensor_memory_vs_tcn_at_equal_b"] = (
         models["hiertcn"]["equal_b_memory"]["peak_tensor_mb"]
         / models["tcn"]["equal_b_memory"]["peak_tensor_mb"])
     report["setup"] += (f"; equal_events_per_update: one epoch per point, the batch shaped "
                         f"to ~{'/'.join(map(str, EVENTS_PER_UPDATE))} events per Adam step "
-                        f"(events_per_update: what it reached); equal_b_memory: B = {EQUAL_B} "
+                        f"(events_per_update: what it reached; events_per_cpu_s: per CPU-second of "
+                        f"the process, all threads, which the shared machine's load leaves "
+                        f"alone); equal_b_memory: B = {EQUAL_B} "
                         f"on the {LONG_HISTORY_USERS} longest-history users")
     (out / "training.json").write_text(json.dumps(report, indent=2))
     return report

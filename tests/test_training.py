@@ -88,7 +88,9 @@ def test_each_queue_walks_whole_users_in_order_and_users_come_in_passes():
         for s, reset in queue:
             if reset:  # a user starts at its first session, after the previous one ended
                 assert s == SKEWED.user_offsets[USER_OF[s]]
-                assert expected is None or expected == SKEWED.user_offsets[USER_OF[expected - 1] + 1]
+                previous_end = None if expected is None else \
+                    SKEWED.user_offsets[USER_OF[expected - 1] + 1]
+                assert expected == previous_end
                 joins[USER_OF[s]] += 1
             else:
                 assert s == expected  # the next session of the same user
