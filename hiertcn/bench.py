@@ -172,6 +172,7 @@ def run_training(out: Path, command: str) -> dict:
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             memory = pool.submit(training_job, name, "long").result()
         models[name] = {"params": speed["params"], "events_per_s": speed["events_per_s"],
+                        "events_per_cpu_s": speed["events_per_cpu_s"],
                         "peak_rss_mb": memory["peak_rss_mb"],
                         "training_rss_mb": memory["peak_rss_mb"] - memory["rss_before_training_mb"],
                         "peak_tensor_mb": memory["peak_tensor_mb"],
