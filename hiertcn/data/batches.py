@@ -11,8 +11,9 @@ Balance: the stream never drains. As in the authors' loader (an "epoch" is a fix
 number of batches, the state carried over), the queues are refilled from the next pass
 when one pass runs out, so every batch is B x S sessions wide and no epoch ends with
 updates on one long-history user alone (the shipped MovieLens has a user with 488 of
-the 3,934 training sessions: at B = 32 a draining batcher spent ~37 batches on that
-user alone). `Endless` tells the trainer to cut the stream into epochs of
+the 3,934 training sessions: at B = 32, S = 10 that user is 49 batches, the other users
+fill the other queues for about 12, so a draining batcher ended each epoch with ~37
+updates on that one user). `Endless` tells the trainer to cut the stream into epochs of
 ceil(sessions / (B x S)) batches, every session once per epoch on average, and to keep
 the carried state across the cut.
 
