@@ -6,11 +6,12 @@
   under, in one `torch.save` file loaded with weights_only. Loading builds the class
   of the recorded kind from the recorded config.
 - export (`hiertcn export` writes it; the stream reads it): a folder with the
-  checkpoint, the item vectors the model scores against (float32 .npy), their ids,
-  a faiss inner-product index built over exactly those vectors, and meta.json with
-  the session policy the stream must apply. Its `version` is a hash of the weights,
-  carried in every per-user state and every message. HierTCN only (hiertcn and
-  hiertcn_low): the stream needs its step-wise API.
+  checkpoint, the item vectors the model scores against (float32 .npy; with an untied
+  output each row ends with its item's bias), their ids, a faiss inner-product index
+  built over exactly those vectors, and meta.json with the session policy the stream
+  must apply. Its `version` is a hash of the weights, carried in every per-user state
+  and every message. HierTCN only (hiertcn and hiertcn_low): the stream needs its
+  step-wise API.
 """
 
 from __future__ import annotations
@@ -148,11 +149,21 @@ def weights_version(model: NeuralModel) -> str:
     return h.hexdigest()[:12]
 
 
+def index_vectors(model: HierTCN) -> np.ndarray:
+    """The rows the faiss index holds: the vectors users are scored against (N, D);
+    with an untied output, each with its bias appended (N, D + 1), so that the inner
+    product with [u; 1] is u . v + b, the model's own score (`StreamModel.top_k`)."""
+    vectors, bias = model.output_items()
+    if bias is not None:
+        vectors = torch.cat([vectors, bias[:, None]], dim=1)
+    return vectors.detach().numpy().astype(np.float32)
+
+
 def export(checkpoint: str | Path, out_dir: str | Path) -> Path:
     model, ckpt = load_hiertcn(checkpoint)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    vectors = model.items.weight.detach().numpy().astype(np.float32)  # (N, D)
+    vectors = index_vectors(model)  # (N, D), or (N, D + 1) with the item bias
     index = faiss.IndexFlatIP(vectors.shape[1])  # exact inner product, as trained
     index.add(vectors)
     session = session_policy(ckpt)
@@ -163,7 +174,8 @@ def export(checkpoint: str | Path, out_dir: str | Path) -> Path:
     np.save(out / "item_vectors.npy", vectors)
     faiss.write_index(index, str(out / "items.faiss"))
     meta = {"version": weights_version(model), "kind": model_kind(model),
-            "n_items": len(ckpt["item_ids"]), "item_dim": int(vectors.shape[1]),
+            "n_items": len(ckpt["item_ids"]), "item_dim": model.config.item_dim,
+            "item_bias": model.config.untied_output,
             "step": ckpt.get("step", 0), "receptive_field": model.tcn.receptive_field,
             "session": session}
     (out / "item_ids.json").write_text(json.dumps(ckpt["item_ids"]))

@@ -29,7 +29,7 @@ from hiertcn.item_vectors import cooccurrence_vectors
 from hiertcn.losses import LOSSES, LossConfig
 from hiertcn.model import KNOBS, ModelConfig, knob_problem
 from hiertcn.models import NEURAL_MODELS, TRAIN_DEFAULTS, build_model, model_config
-from hiertcn.train import TrainConfig, count_parameters, fit
+from hiertcn.train import PRESETS, TrainConfig, count_parameters, fit
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "movielens.csv.gz"
 log = logging.getLogger("hiertcn")
@@ -76,14 +76,29 @@ def load_data(args):
     return load_splits(args.data, args.format, sessions, splits, args.cache_dir), sessions, splits
 
 
+TRAIN_HELP = {
+    "bptt_sessions": "HierTCN: how many sessions before each batch the high level's "
+                     "gradient still reaches (truncated backprop; 0: the batch's own) ",
+    "lr_decay": "factor of the step decay at --lr-decay-epochs ",
+}
+
+
 def add_train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     d = TrainConfig()
     for f in fields(TrainConfig):
-        if f.name in ("loss", "max_seconds"):
+        if f.name in ("loss", "max_seconds", "lr_decay_epochs"):
             continue
         g.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(d, f.name)),
-                       default=None, help=f"(default: {getattr(d, f.name)}, or the model's own)")
+                       default=None, help=TRAIN_HELP.get(f.name, "") +
+                       f"(default: {getattr(d, f.name)}, or the model's own)")
+    g.add_argument("--lr-decay-epochs", type=int, nargs="*", default=None, metavar="EPOCH",
+                   help="multiply the learning rate by --lr-decay after each of these epochs "
+                        "(default: none)")
+    g.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="authors: HierTCN trained as the released code (32 queues x 10 "
+                        "sessions, lr 1e-2 / 5 at epochs 60, 120, no dropout, untied output "
+                        "with item bias); options given still win")
     g.add_argument("--loss", choices=LOSSES, default="softmax",
                    help="softmax over all items, or sampled max-margin (default: %(default)s)")
     g.add_argument("--max-seconds", type=float, default=None,
@@ -94,8 +109,20 @@ def train_config(args) -> TrainConfig:
     """Options given on the command line > the model's defaults > TrainConfig's."""
     names = {f.name for f in fields(TrainConfig)} - {"loss"}
     given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    preset = preset_settings(args)["train"]
     return TrainConfig(loss=LossConfig(kind=args.loss),
-                       **{**TRAIN_DEFAULTS.get(getattr(args, "model", ""), {}), **given})
+                       **{**TRAIN_DEFAULTS.get(getattr(args, "model", ""), {}), **preset,
+                          **given})
+
+
+def preset_settings(args) -> dict:
+    """The --preset's settings, {"train": {...}, "model": {...}}; HierTCN's only."""
+    if getattr(args, "preset", None) is None:
+        return {"train": {}, "model": {}}
+    if args.model not in HIERTCN_KINDS:
+        raise ConfigError(f"--preset {args.preset}: trains HierTCN, not {args.model}: drop "
+                          f"it, or train --model hiertcn")
+    return PRESETS[args.preset]
 
 
 KNOB_HELP = {  # ModelConfig's knobs, as `hiertcn train --help` explains them
@@ -116,6 +143,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     for name in KNOBS:
         g.add_argument(option(name), metavar=type(getattr(d, name)).__name__.upper(),
                        default=None, help=f"{KNOB_HELP[name]} (default: {getattr(d, name)})")
+    g.add_argument("--untied-output", action=argparse.BooleanOptionalAction, default=None,
+                   help="score against own output item vectors plus a per-item bias "
+                        "(released code) instead of the input table (default: tied)")
 
 
 def model_sizes(args) -> dict:
@@ -132,6 +162,8 @@ def model_sizes(args) -> dict:
         if problem:
             raise ConfigError(f"{option(name)}: {problem}")
         sizes[name] = value
+    if args.untied_output is not None:
+        sizes["untied_output"] = args.untied_output
     if sizes and args.model not in HIERTCN_KINDS:
         raise ConfigError(f"{option(next(iter(sizes)))}: sizes HierTCN, not {args.model}: "
                           f"drop it, or train --model hiertcn")
@@ -159,7 +191,7 @@ def cmd_prepare(args) -> None:
 
 
 def cmd_train(args) -> None:
-    sizes = model_sizes(args)
+    sizes = {**preset_settings(args)["model"], **model_sizes(args)}
     config = train_config(args)
     parts, sess_cfg, split_cfg = load_data(args)
     n_items = parts["train"].n_items

@@ -46,7 +46,8 @@ class NeuralModel(Recommender, Protocol):
 
     def train_batches(self, sessions: Sessions, n_queues: int, sessions_per_batch: int,
                       rng: np.random.Generator) -> Iterable[Any]:
-        """One epoch of training batches; `n_queues` is B, the batch width. Models that
+        """One epoch of training batches, or an `Endless` stream the trainer cuts into
+        epochs (hiertcn/data/batches.py); `n_queues` is B, the batch width. Models that
         do not group by session ignore `sessions_per_batch`."""
         ...
 

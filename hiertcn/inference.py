@@ -133,6 +133,8 @@ class StreamModel:
         dropping excluded items still leaves k. Per row a `Ranked` (item ids and float
         scores, best first, faiss's order; at most k, fewer when the index runs out)."""
         extra = max((len(e) for e in exclude), default=0) if exclude else 0
+        if self.model.config.untied_output:  # the index rows are [v; b]: search [u; 1]
+            embeddings = np.hstack([embeddings, np.ones((len(embeddings), 1), np.float32)])
         scores, idx = self.index.search(np.ascontiguousarray(embeddings, np.float32),
                                         min(k + extra, self.index.ntotal))
         return ranked_rows(idx, scores, k, exclude, self._ids, self.index.ntotal)

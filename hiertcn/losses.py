@@ -33,12 +33,17 @@ class LossConfig:
 
 
 def next_item_loss(u: torch.Tensor, targets: torch.Tensor, items: torch.Tensor,
-                   config: LossConfig) -> torch.Tensor:
-    """u (N, D) user embeddings, targets (N,) item indices, items (n_items, D)."""
+                   config: LossConfig, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """u (N, D) user embeddings, targets (N,) item indices, items (n_items, D) the
+    vectors scored against; `bias` (n_items,) a per-item score offset (an untied output
+    layer, as the released code's XING variant), None for none."""
     if config.kind == "softmax":
-        return F.cross_entropy(u @ items.T, targets)  # (N, n_items) logits
+        logits = u @ items.T  # (N, n_items)
+        return F.cross_entropy(logits if bias is None else logits + bias, targets)
     u, items = F.normalize(u, dim=-1), F.normalize(items, dim=-1)
     negatives = torch.randint(0, items.shape[0], (config.negatives,), device=u.device)
     pos = (u * items[targets]).sum(-1, keepdim=True)  # (N, 1)
     neg = u @ items[negatives].T  # (N, negatives)
+    if bias is not None:
+        pos, neg = pos + bias[targets, None], neg + bias[negatives]
     return F.relu(config.margin - pos + neg).mean()

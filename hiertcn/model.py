@@ -1,8 +1,11 @@
 """HierTCN, read top to bottom: CausalConv1d -> TemporalBlock -> SessionTCN ->
 SessionGRU -> HierTCN.
 
-`Batch` (S sessions of B users) comes from the data layer, hiertcn/data/batches.py;
-the contract the trainer and evaluator call is hiertcn/contract.py.
+`ModelConfig` is in hiertcn/model_config.py; `Batch` (S sessions of B users, and the
+context sessions truncated backprop re-runs) comes from the data layer,
+hiertcn/data/batches.py; the contract the trainer and evaluator call is
+hiertcn/contract.py. Users are scored by inner product with the item table, or with
+an untied output table plus a per-item bias (`ModelConfig.untied_output`).
 
 Shapes: B users (queues), S sessions per user in a batch, T events per session,
 C TCN channels, D item-embedding size, L GRU layers of H units, N items.
@@ -18,65 +21,19 @@ Two ways to run the same weights:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hiertcn.data.batches import Batch, queue_batches
+from hiertcn.data.batches import Batch, Endless, epoch_batches, queue_batches, user_batch
 from hiertcn.data.sessions import Sessions
-from hiertcn.errors import ConfigError
 from hiertcn.item_table import item_table
 from hiertcn.losses import LossConfig, next_item_loss
-
-# The sizes `hiertcn train` exposes as options, and the smallest value each takes
-# (a kernel of 1 would see no past); `dropout` takes a number in [0, 1).
-KNOB_MINIMUM = {"item_dim": 1, "channels": 1, "kernel_size": 2, "levels": 1,
-                "gru_hidden": 1, "gru_layers": 1}
-KNOBS = (*KNOB_MINIMUM, "dropout")
-
-
-def knob_problem(name: str, value) -> str | None:
-    """What is wrong with `value` for the knob `name`, or None when it is fine."""
-    if name == "dropout":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
-        return None if ok else f"expected a number >= 0 and < 1, got {value}"
-    low = KNOB_MINIMUM[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        return f"expected an integer >= {low}, got {value}"
-    return None
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    n_items: int
-    item_dim: int = 128  # item-embedding size; user embeddings live in this space
-    channels: int = 128  # TCN width (released code: 128)
-    kernel_size: int = 5  # released code: 5
-    levels: int = 4  # residual blocks, dilation 2^i (released code: 4)
-    gru_hidden: int = 128  # high-level GRU units (released code: 128)
-    gru_layers: int = 2  # released code: 2
-    dropout: float = 0.1
-    high_level: bool = True  # False: the "hiertcn_low" ablation (no long-term state)
-    freeze_items: bool = False  # True when item vectors are loaded from a file
-
-    def __post_init__(self):
-        if self.n_items < 1:
-            raise ConfigError(f"n_items: expected >= 1, got {self.n_items}")
-        for name in KNOBS:
-            problem = knob_problem(name, getattr(self, name))
-            if problem:
-                raise ConfigError(f"{name}: {problem}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def state_dim(self) -> int:
-        """Width of the long-term state tiled into every TCN step."""
-        return self.gru_hidden * self.gru_layers if self.high_level else 0
+# the config lives in its own module; the CLI and checkpoints import it from here
+from hiertcn.model_config import KNOB_MINIMUM, KNOBS, ModelConfig, knob_problem  # noqa: F401
 
 
 class CausalConv1d(nn.Conv1d):
@@ -249,6 +206,11 @@ class HierTCN(nn.Module):
         self.tcn = SessionTCN(c.channels + c.state_dim, c.channels, c.kernel_size,
                               c.levels, c.dropout)
         self.out = nn.Linear(c.channels, c.item_dim)
+        # untied (released code, XING): output vectors starting as a copy of the input
+        # table, and a per-item bias; tied: users are scored against `items` itself
+        self.item_out = nn.Embedding.from_pretrained(
+            self.items.weight.detach().clone(), freeze=False) if c.untied_output else None
+        self.item_bias = nn.Parameter(torch.zeros(c.n_items)) if c.untied_output else None
 
     # ---- batch path: training and evaluation -------------------------------------
 
@@ -258,20 +220,38 @@ class HierTCN(nn.Module):
 
     def encode(self, batch: Batch, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """User embeddings (N, D) at the batch's N real events, in `batch.mask` order
-        (position t predicts item t from items < t), and the GRU state after the batch
-        (B, L, H) to carry into the next one."""
+        (position t predicts item t from items < t), and the GRU state (B, L, H) to carry
+        into the next batch: the state after this one; with `batch.context`, the state
+        before the next batch's context."""
         mask = batch.mask
-        x = self.project(self.items(batch.items.clamp(min=0))) * mask[..., None]  # (B,S,T,C)
+        x = self._projected(batch)  # (B, S, T, C)
         B, S, T, C = x.shape
         start = self.start.expand(B, S, 1, C)
         inp = torch.cat([start, x[:, :, :-1]], dim=2)  # (B, S, T, C) shifted right
         if self.gru is not None:
-            mean = x.sum(2) / mask.sum(2, keepdim=True).clamp(min=1)  # (B, S, C)
-            before, h = self.gru(mean, h, batch.reset, batch.valid)  # (B, S, L, H)
+            before, h = self._high_level(batch, x, h)  # (B, S, L, H)
             tiled = before.reshape(B, S, 1, -1).expand(B, S, T, self.config.state_dim)
             inp = torch.cat([inp, tiled], dim=-1)  # (B, S, T, C + L*H)
         y = self._tcn_by_length(inp.reshape(B * S, T, -1), mask.sum(2).reshape(-1))  # (N, C)
         return self.out(y), h
+
+    def _projected(self, batch: Batch) -> torch.Tensor:
+        return self.project(self.items(batch.items.clamp(min=0))) * batch.mask[..., None]
+
+    def _high_level(self, batch: Batch, x: torch.Tensor, h: torch.Tensor):
+        """The GRU over the batch's sessions (x (B, S, T, C) projected), after the P
+        context slots when the batch has them, from h carried in: the state before each
+        of the batch's sessions (B, S, L, H), and the carry (B, L, H)."""
+        mean = _session_mean(x, batch.mask)  # (B, S, C)
+        ctx = batch.context
+        if ctx is None:
+            return self.gru(mean, h, batch.reset, batch.valid)
+        P, S = ctx.items.shape[1], mean.shape[1]
+        mean = torch.cat([_session_mean(self._projected(ctx), ctx.mask), mean], 1)  # (B,P+S,C)
+        before, last = self.gru(mean, h, torch.cat([ctx.reset, batch.reset], 1),
+                                torch.cat([ctx.valid, batch.valid], 1))  # (B, P+S, L, H)
+        # the next batch's context starts S slots on: the state before slot S
+        return before[:, P:], torch.cat([before, last[:, None]], 1)[:, S]
 
     def _tcn_by_length(self, inp: torch.Tensor, lengths: torch.Tensor,
                        group: int = 32) -> torch.Tensor:
@@ -280,39 +260,53 @@ class HierTCN(nn.Module):
         MovieLens. Outputs come back in (session, position) order. inp (B*S, T, C_in)."""
         order = torch.argsort(lengths, descending=True)
         order = order[lengths[order] > 0]
+        # one gather, then splits: a split's backward is one cat, where indexing each
+        # chunk out of `inp` would scatter into a zeroed copy of all of `inp` per chunk
+        ranked = inp[order]  # (sessions, T, C_in), longest first
         outs, where = [], []
-        for chunk in order.split(group):
+        for chunk, x in zip(order.split(group), ranked.split(group)):
             longest = int(lengths[chunk[0]])
-            y = self.tcn(inp[chunk, :longest])  # (n, longest, C)
+            y = self.tcn(x[:, :longest])  # (n, longest, C)
             keep = torch.arange(longest)[None, :] < lengths[chunk, None]  # (n, longest)
             outs.append(y[keep])
             where.append((chunk[:, None] * inp.shape[1] + torch.arange(longest))[keep])
         where = torch.cat(where)
         return torch.cat(outs)[torch.argsort(where)]
 
+    def output_items(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The vectors (N, D) user embeddings are scored against, and the per-item bias
+        (N,), None when the output is tied to the input table."""
+        if self.item_out is None:
+            return self.items.weight, None
+        return self.item_out.weight, self.item_bias
+
     def scores(self, u: torch.Tensor) -> torch.Tensor:
-        """Inner product with every item: (..., D) -> (..., N)."""
-        return u @ self.items.weight.T
+        """Inner product with every item (plus its bias): (..., D) -> (..., N)."""
+        vectors, bias = self.output_items()
+        return u @ vectors.T if bias is None else u @ vectors.T + bias
 
     # ---- the contract of hiertcn/contract.py: trainer and evaluator ---------------
 
     def train_batches(self, sessions: Sessions, n_queues: int, sessions_per_batch: int,
-                      rng: np.random.Generator):
-        return queue_batches(sessions, n_queues, sessions_per_batch, rng)
+                      rng: np.random.Generator, context_sessions: int = 0) -> Endless:
+        """Full-width queue batches across epochs; with `context_sessions` P, the P
+        earlier slots of every queue ride along for the GRU's gradient (truncated BPTT)."""
+        context = context_sessions if self.gru is not None else 0
+        return Endless(queue_batches(sessions, n_queues, sessions_per_batch, rng, context),
+                       epoch_batches(sessions, n_queues, sessions_per_batch))
 
     def loss(self, batch: Batch, carry, config: LossConfig):
         """Mean next-item loss of a batch, its event count, and the carried GRU state."""
         h = self.zero_state(batch.items.shape[0]) if carry is None else carry
         u, h = self.encode(batch, h)  # (N, D)
         targets = batch.items[batch.mask]  # (N,)
-        return next_item_loss(u, targets, self.items.weight, config), len(targets), h
+        vectors, bias = self.output_items()
+        return next_item_loss(u, targets, vectors, config, bias), len(targets), h
 
     @torch.no_grad()
     def predict_user(self, sessions: Sessions, u: int) -> np.ndarray:
         """Scores (E_u, N) for each of user u's events, all sessions in one batch."""
-        one = sessions.select_users(np.array([u]))
-        batch = next(queue_batches(one, 1, one.n_sessions, np.random.default_rng(0)))
-        emb, _ = self.encode(batch, self.zero_state(1))  # (E_u, D)
+        emb, _ = self.encode(user_batch(sessions, u), self.zero_state(1))  # (E_u, D)
         return self.scores(emb).numpy()
 
     # ---- step path: the stream ---------------------------------------------------
@@ -389,3 +383,8 @@ class HierTCN(nn.Module):
         y, state.pasts = self.tcn.step(x, state.pasts)
         state.embedding = self.out(y)  # (B, D)
         return state
+
+
+def _session_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean projected item of each session: x (B, S, T, C), mask (B, S, T) -> (B, S, C)."""
+    return x.sum(2) / mask.sum(2, keepdim=True).clamp(min=1)
