@@ -19,8 +19,9 @@ Policies:
   still answered from the current state, and counted; a click on the item clicked
   just before is answered but not fed (training drops consecutive repeats);
 - history: every applied click's item id (known to the model or not) is appended to
-  the user's history, and every roll closes the history's session, within
-  `history_events` events (stream/worker/history.py; 0 keeps none);
+  the user's history, and a roll closes the history's session, within
+  `history_events` events (stream/worker/history.py; 0 keeps none); not a roll at
+  `max_session_len`, which counts this model's items: a rebuild cuts by its own;
 - model version: a state written by another model version is rebuilt from the
   history, with the rules below (`replay_sessions`), or reset when nothing of it is
   known to the new model (stream/worker/recommend.py, when states are loaded);
@@ -134,6 +135,8 @@ def _apply(ev, states, segs, index_of, policy, counts, expired, fresh) -> bool:
     if st.last_ts is not None and ev.ts < st.last_ts:
         counts["late"] += 1
     reason = _session_end_reason(st, ev, policy)
+    if _history_session_ends(st, ev, reason, policy):
+        st.history = history.close_session(st.history)
     if reason:
         counts[f"rolled_{reason}"] += 1
         _roll(st, segs)
@@ -150,12 +153,24 @@ def _apply(ev, states, segs, index_of, policy, counts, expired, fresh) -> bool:
     return True
 
 
+def _history_session_ends(st: UserState, ev: Incoming, reason: str | None,
+                          policy: Policy) -> bool:
+    """Where the history's session ends: where the stream's does, but at
+    `max_session_len` (which counts this model's items: a rebuild cuts by its own),
+    and where the gap passed over a session this model fed nothing of (a state
+    reset by a rollout: no roll, but the session did end)."""
+    if reason in ("gap", "explicit", "sweep"):
+        return True
+    return (ev.event == "click" and reason is None and st.length == 0
+            and st.last_ts is not None and ev.ts - st.last_ts > policy.session_gap_s)
+
+
 def replay_sessions(ids: list[list[str]], index_of: dict[str, int],
                     policy: Policy) -> list[list[int]]:
     """A history's sessions (item ids, the last one open) as this model's stream would
     have fed them: unknown ids dropped, a click on the item fed just before dropped, a
-    session cut after `max_session_len` items (the rules of `_apply`; the gap was
-    applied when the history was written). Closed sessions left empty are dropped
+    session cut after `max_session_len` items (the rules of `_apply`; the gap and the
+    explicit ends were applied when the history was written). Closed sessions left empty are dropped
     (an empty session never rolls the GRU); the last, open one is kept, maybe empty."""
     out: list[list[int]] = []
     for k, session in enumerate(ids):
@@ -215,7 +230,6 @@ def _session_end_reason(st: UserState, ev: Incoming, policy: Policy) -> str | No
 def _roll(st: UserState, segs: list[Segment]) -> None:
     """The session ends here: the model rolls the GRU and opens a new session."""
     _end_segment(segs, ROLL)
-    st.history = history.close_session(st.history)
     if st.length:
         st.sessions_rolled += 1
     st.session += 1
