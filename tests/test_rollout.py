@@ -260,3 +260,26 @@ def test_a_mixed_batch_rebuilds_only_the_stale_users(old, new):
                                    atol=1e-5)
     for user in ("stale", "current", "stale2", "newcomer"):
         assert_same_state(rolled.state(user), live.state(user))
+
+
+# ---------------------------------------------------------------- the benchmark's pieces
+
+def test_the_benchmark_scores_each_recommendation_against_the_next_click(new):
+    from benchmarks.lifecycle.replay import score
+    events = user_events("u", [["i5", "i6", "i7", "i1", "i8"]])
+    recs = {"u:0": ["i9", "i6"], "u:1": ["i10"], "u:2": ["i20"], "u:3": ["i8", "i9"]}
+    # u:1's next click i7 is missed, u:2's next (i1) is unknown to the model: not scored
+    got = score(recs, events, new)
+    assert got == {"recall@20": round(2 / 3, 5), "mrr@20": round((1 / 2 + 1) / 3, 5),
+                   "scored": 3}
+
+
+def test_the_benchmark_report_keeps_the_other_parts_figures(tmp_path):
+    from benchmarks.lifecycle.report import merge
+    path = tmp_path / "lifecycle.json"
+    path.write_text(orjson.dumps({"swap": {"lost": 0}, "commands": {"swap": "x"},
+                                  "arms": {"old": 1}}).decode())
+    data = merge(path, {"users": 3, "arms": {"rebuild": {}}}, "python -m benchmarks.lifecycle")
+    assert orjson.loads(path.read_text()) == data
+    assert data["swap"] == {"lost": 0} and data["arms"] == {"rebuild": {}}
+    assert data["commands"] == {"swap": "x", "rollout": "python -m benchmarks.lifecycle"}

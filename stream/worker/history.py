@@ -60,20 +60,27 @@ def sessions(blob: bytes) -> list[list[str]]:
     """The item ids by session, oldest first; the last is the open session (maybe
     empty). Raises BadHistory for a blob that does not parse."""
     events, open_ = _head(blob)
-    out: list[list[str]] = [[]]
+    raw: list[list[bytes]] = [[]]
+    session = raw[-1]
     i, n = HEAD.size, len(blob)
     while i < n:
-        length, i = _read_varint(blob, i)
+        length = blob[i]
+        if length < 0x80:  # the one-byte length of nearly every id, inline: a rebuild
+            i += 1         # reads a whole history per user
+        else:
+            length, i = _read_varint(blob, i)
         if length == 0:
-            out.append([])
+            session = []
+            raw.append(session)
             continue
         if i + length > n:
             raise BadHistory("a click runs past the end")
-        try:
-            out[-1].append(blob[i:i + length].decode())
-        except UnicodeDecodeError:
-            raise BadHistory("an id is not UTF-8") from None
+        session.append(blob[i:i + length])
         i += length
+    try:
+        out = [[item.decode() for item in ids] for ids in raw]
+    except UnicodeDecodeError:
+        raise BadHistory("an id is not UTF-8") from None
     if sum(map(len, out)) != events or len(out[-1]) != open_:
         raise BadHistory("the counts in the head do not match the clicks")
     return out
