@@ -170,8 +170,9 @@ def replay_sessions(ids: list[list[str]], index_of: dict[str, int],
     """A history's sessions (item ids, the last one open) as this model's stream would
     have fed them: unknown ids dropped, a click on the item fed just before dropped, a
     session cut after `max_session_len` items (the rules of `_apply`; the gap and the
-    explicit ends were applied when the history was written). Closed sessions left empty are dropped
-    (an empty session never rolls the GRU); the last, open one is kept, maybe empty."""
+    explicit ends were applied when the history was written). Closed sessions left
+    empty are dropped (an empty session never rolls the GRU); the last, open one is
+    kept, maybe empty."""
     out: list[list[int]] = []
     for k, session in enumerate(ids):
         fed: list[int] = []

@@ -21,10 +21,10 @@ the history: it still parses, as a row with no history.
 raises BadState: "bad_state:format" (shorter than the header, another format byte),
 "bad_state:truncated" (shorter than its header says), "bad_state:meta" (meta not JSON,
 not exactly META's keys, or of other types); "bad_state:shape" (blobs not of the
-model's size) is found by process_batch, which knows the model. A history that does
-not parse is no bad state: it is dropped where it is read (it is a cache of clicks,
-stream/worker/history.py). The worker dead-letters the event that met such a row and starts that user afresh instead of
-stopping (stream/worker/recommend.py).
+model's size) is found by process_batch, which knows the model. The worker
+dead-letters the event that met such a row and starts that user afresh instead of
+stopping (stream/worker/recommend.py). A history that does not parse is no bad
+state: it is dropped where it is read (a cache of clicks, stream/worker/history.py).
 """
 
 from __future__ import annotations
