@@ -272,6 +272,8 @@ def test_the_benchmark_scores_each_recommendation_against_the_next_click(new):
     got = score(recs, events, new)
     assert got == {"recall@20": round(2 / 3, 5), "mrr@20": round((1 / 2 + 1) / 3, 5),
                    "scored": 3}
+    assert score(recs, events, new, first=2) == {"recall@20": 0.5, "mrr@20": 0.25,
+                                                 "scored": 2}
 
 
 def test_the_benchmark_report_keeps_the_other_parts_figures(tmp_path):

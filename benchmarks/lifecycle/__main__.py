@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.lifecycle import models, replay, report, sizes
-from hiertcn.errors import HierTCNError
+from hiertcn.errors import ConfigError, HierTCNError
 from stream.errors import StreamError
 
 PROG = "python -m benchmarks.lifecycle"
@@ -53,6 +53,9 @@ def measure(args) -> dict:
     torch.set_num_threads(1)
     loaded, made = models.ensure(args.models, args.train_seconds, log)
     a, b = loaded["a"], loaded["b"]
+    if a.version == b.version:
+        raise ConfigError(f"models A and B in {args.models} are one model ({a.version}): "
+                          f"a rollout needs two")
     data = test_replay(args.users)
     log(f"{data.users} test users, {len(data.first)} + {len(data.second)} clicks")
     with_history = replay.policy_of(args.models / "export-seed1", args.history_events)

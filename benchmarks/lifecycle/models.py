@@ -29,7 +29,7 @@ def ensure(where: Path, seconds: int, log) -> tuple[dict[str, StreamModel], list
     models, made = {}, []
     for name, seed in SEEDS.items():
         steps = commands(where, seed, seconds)
-        made += [" ".join(cmd) for cmd in steps]
+        made += [" ".join(_shown(part) for part in cmd) for cmd in steps]
         export_dir = Path(steps[1][-1])
         if not (export_dir / "meta.json").exists():
             log(f"training model {name.upper()} (seed {seed}, {seconds} s on one thread)")
@@ -40,6 +40,13 @@ def ensure(where: Path, seconds: int, log) -> tuple[dict[str, StreamModel], list
         except CheckpointError as err:
             raise ConfigError(f"model {name.upper()} in {export_dir}: {err}") from None
     return models, made
+
+
+def _shown(part: str) -> str:
+    """A path inside the repository as a relative one, so the command reads anywhere."""
+    repo = Path(__file__).resolve().parents[2]
+    path = Path(part)
+    return str(path.relative_to(repo)) if path.is_absolute() and path.is_relative_to(repo) else part
 
 
 def _run(cmd: list[str]) -> None:
