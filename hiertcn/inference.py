@@ -122,6 +122,42 @@ class StreamModel:
     def fresh(self, n: int) -> list[tuple[bytes, bytes]]:
         return self.pack(self.model.initial_state(n))
 
+    @torch.no_grad()
+    def rebuild(self, histories: list[list[list[int]]]) -> list[tuple[bytes, bytes]]:
+        """Per user, the state this model reaches from a fresh one over the user's
+        sessions (item indices, oldest first; the last is the open session, maybe
+        empty): the GRU rolled once per closed session with its mean projected item,
+        then the open session fed to the TCN; as the step API live would, for every
+        user of the batch at once. A closed session with no items rolls nothing."""
+        m = self.model
+        state = m.initial_state(len(histories))
+        if m.gru is not None and any(len(h) > 1 for h in histories):
+            means, valid = self._session_means([h[:-1] for h in histories])  # (B, S, C)
+            _, state.h = m.gru(means, state.h, torch.zeros_like(valid), valid)
+            state = m.open_session(state)  # the start token again, now with h
+        lengths = torch.tensor([len(h[-1]) for h in histories], device=self.device)
+        items = torch.tensor([i for h in histories for i in h[-1]], dtype=torch.long,
+                             device=self.device)
+        state, _ = m.step_packed(state, items, lengths)
+        return self.pack(state)
+
+    def _session_means(self, closed: list[list[list[int]]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each closed session's mean projected item (B, S, C), zeros past a user's
+        last session, and which are real sessions with items (B, S) bool."""
+        B, S = len(closed), max(map(len, closed))
+        slot = [b * S + s for b, sessions in enumerate(closed)
+                for s, session in enumerate(sessions) for _ in session]
+        items = [i for sessions in closed for session in sessions for i in session]
+        x = self.model.project(self.model.items(self._long(items)))  # (N, C)
+        at = self._long(slot)
+        sums = x.new_zeros(B * S, x.shape[1]).index_add(0, at, x)  # (B*S, C)
+        counts = x.new_zeros(B * S).index_add(0, at, torch.ones_like(at, dtype=x.dtype))
+        means = sums / counts.clamp(min=1)[:, None]
+        return means.reshape(B, S, -1), (counts > 0).reshape(B, S)
+
+    def _long(self, values: list[int]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.long, device=self.device)
+
     def embeddings(self, blobs: list[tuple[bytes, bytes]]) -> np.ndarray:
         """The latest embedding stored in each window blob (B, D), no model call."""
         d = self.model.config.item_dim

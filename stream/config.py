@@ -58,6 +58,9 @@ class StreamConfig:
     stall_s: float = 120.0  # /health fails when clicks wait and no batch ran this long:
     #                         the liveness probe restarts a worker whose consumer hung
     exclude_clicked: bool = True  # do not recommend items already clicked this session
+    # Item ids of each user's recent sessions kept in its row, so that a new model
+    # version rebuilds the user's state from them instead of resetting it; 0: none.
+    history_events: int = 500
     max_event_bytes: int = 65536  # larger input events go to the DLQ undecoded
     # Where the model and the top-K search run: auto (a CUDA GPU when torch sees one,
     # else the CPU), cpu or cuda; hiertcn/accel.py. Logged at start.
@@ -200,6 +203,7 @@ ENV = {
     "state_ttl_s": "HIERTCN_STATE_TTL_S",
     "stall_s": "HIERTCN_STALL_S",
     "exclude_clicked": "HIERTCN_EXCLUDE_CLICKED",
+    "history_events": "HIERTCN_HISTORY_EVENTS",
     "max_event_bytes": "HIERTCN_MAX_EVENT_BYTES",
     "threads": "HIERTCN_THREADS",
     "device": "HIERTCN_DEVICE",
@@ -257,6 +261,14 @@ def _positive(kind: type) -> Callable:
             raise ValueError(f"expected a positive {'integer' if kind is int else 'number'}")
         return number
     return parse
+
+
+def _count(value) -> int:
+    """A whole number >= 0 (0 turns the feature off)."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()):
+        raise ValueError("expected a whole number, 0 or more")
+    return int(text)
 
 
 def _bool(value) -> bool:
@@ -328,6 +340,7 @@ _PARSERS: dict[str, Callable] = {
     "session_gap_s": _positive(float), "batch_within_s": _positive(float),
     "sweep_interval_s": _positive(float), "state_ttl_s": _positive(float),
     "stall_s": _positive(float), "exclude_clicked": _bool, "web_debug_pages": _bool,
+    "history_events": _count,
     "log_user_data": _bool,
     "export_dir": lambda v: Path(_nonempty(v)), "datadir": lambda v: Path(_nonempty(v)),
     "web_port": _port,

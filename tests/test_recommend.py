@@ -106,13 +106,25 @@ def test_redelivered_event_is_answered_but_not_applied_twice(sm):
     assert (store["u"].window, store["u"].length) == snapshot
 
 
-def test_model_version_change_resets_state(sm):
+def test_model_version_change_without_history_resets_state(sm):
+    no_history = Policy(top_k=5, history_events=0)
+    store = Store()
+    store.run(sm, clicks("u", ["i1", "i2"]), no_history)
+    store["u"].model = "an-older-model"
+    result = store.run(sm, clicks("u", ["i3"], offset0=5), no_history)
+    assert (result.counts["model_resets"], result.counts["rebuild_fresh"]) == (1, 1)
+    np.testing.assert_allclose(result.embeddings[0], reference_embeddings(sm, [[3]])[0], atol=1e-5)
+
+
+def test_model_version_change_rebuilds_state_from_the_history(sm):
     store = Store()
     store.run(sm, clicks("u", ["i1", "i2"]))
     store["u"].model = "an-older-model"
     result = store.run(sm, clicks("u", ["i3"], offset0=5))
-    assert result.counts["model_resets"] == 1
-    np.testing.assert_allclose(result.embeddings[0], reference_embeddings(sm, [[3]])[0], atol=1e-5)
+    assert (result.counts["model_resets"], result.counts["state_rebuilds"]) == (1, 1)
+    np.testing.assert_allclose(result.embeddings[0],
+                               reference_embeddings(sm, [[1, 2, 3]])[-1], atol=1e-5)
+    assert store["u"].model == sm.version and store["u"].clicked == [1, 2, 3]
 
 
 def test_late_event_never_moves_time_back_nor_splits_the_session(sm):
@@ -149,7 +161,8 @@ def test_state_row_round_trip_and_bad_rows_refused(sm):
     meta, gru, window = rows.unpack(row)
     assert (gru, window) == (st.gru, st.window) and orjson.loads(meta)["length"] == 2
     # the meta is every field but the blobs: a field added to UserState must be in META
-    assert set(rows.META) == {f.name for f in dataclasses.fields(UserState)} - {"gru", "window"}
+    assert set(rows.META) == ({f.name for f in dataclasses.fields(UserState)}
+                              - {"gru", "window", "history"})
     # a row of the first format (three stamped tables): a bad state, with its cause
     with pytest.raises(BadState, match="^bad_state:format: format byte 0"):
         UserState.from_row(struct.pack(">iq", 0, 41) + meta)

@@ -226,10 +226,10 @@ def corrupt_rows(good_row: bytes, n: int, seed: int = 0) -> list[RowCase]:
     kinds = [
         ("empty", "format", lambda: b""),
         ("short_header", "format", lambda: full[:rng.randrange(1, header)]),
-        ("format_byte", "format", lambda: bytes([rng.choice([0, 1, 3, 255])]) + full[1:]),
+        ("format_byte", "format", lambda: bytes([rng.choice([0, 1, 4, 255])]) + full[1:]),
         ("first_format", "format", lambda: struct.pack(">iq", 0, 41) + meta_b),
         ("random_bytes", "format",
-         lambda: bytes([rng.choice([0, 1, 3, 0x7b])]) + rng.randbytes(rng.randrange(0, 300))),
+         lambda: bytes([rng.choice([0, 1, 4, 0x7b])]) + rng.randbytes(rng.randrange(0, 300))),
         ("cut_in_blobs", "truncated", lambda: full[:rng.randrange(header + 1, window_start)]),
         ("header_lies", "truncated",
          lambda: rows.HEADER.pack(rows.FORMAT, len(meta_b) + 10**6, len(gru)) + full[header:]),

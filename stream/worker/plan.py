@@ -18,8 +18,13 @@ Policies:
   ignored by the state, as training drops them before sessionising: the event is
   still answered from the current state, and counted; a click on the item clicked
   just before is answered but not fed (training drops consecutive repeats);
-- model version: a state written by another model version is reset, and counted
-  (stream/worker/recommend.py, when states are loaded);
+- history: every applied click's item id (known to the model or not) is appended to
+  the user's history, and a roll closes the history's session, within
+  `history_events` events (stream/worker/history.py; 0 keeps none); not a roll at
+  `max_session_len`, which counts this model's items: a rebuild cuts by its own;
+- model version: a state written by another model version is rebuilt from the
+  history, with the rules below (`replay_sessions`), or reset when nothing of it is
+  known to the new model (stream/worker/recommend.py, when states are loaded);
 - redelivery: every state records the partition and offset of the last event applied
   to it; an event of that partition at or below the offset is answered again from the
   current state but not re-applied, so state is exactly-once and output at-least-once;
@@ -36,6 +41,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from stream.worker import history
 from stream.worker.rows import UserState
 
 ROLL, RESET = "roll", "reset"  # how a segment ends: end_session, or the initial state
@@ -63,6 +69,7 @@ class Policy:
     session_gap_s: float = 1800
     max_session_len: int = 100
     exclude_clicked: bool = True
+    history_events: int = 500  # item ids kept per user to rebuild its state; 0: none
 
 
 @dataclass
@@ -123,13 +130,18 @@ def _apply(ev, states, segs, index_of, policy, counts, expired, fresh) -> bool:
         # as in training, where rare items are filtered out before sessionising:
         # the event neither moves the session clock nor enters the window
         counts["unknown_items"] += 1
+        st.history = history.append(st.history, ev.item_id, policy.history_events)
         return True
     if st.last_ts is not None and ev.ts < st.last_ts:
         counts["late"] += 1
     reason = _session_end_reason(st, ev, policy)
+    if _history_session_ends(st, ev, reason, policy):
+        st.history = history.close_session(st.history)
     if reason:
         counts[f"rolled_{reason}"] += 1
         _roll(st, segs)
+    if item is not None:  # after the roll: the click is the first of the new session
+        st.history = history.append(st.history, ev.item_id, policy.history_events)
     if item is not None and st.clicked and st.clicked[-1] == item:
         counts["repeats"] += 1  # training drops consecutive repeats too
     elif item is not None:
@@ -139,6 +151,40 @@ def _apply(ev, states, segs, index_of, policy, counts, expired, fresh) -> bool:
     if not reason or item is not None:  # a session_end leaves an empty session
         st.last_ts = ev.ts if st.last_ts is None else max(st.last_ts, ev.ts)
     return True
+
+
+def _history_session_ends(st: UserState, ev: Incoming, reason: str | None,
+                          policy: Policy) -> bool:
+    """Where the history's session ends: where the stream's does, but at
+    `max_session_len` (which counts this model's items: a rebuild cuts by its own),
+    and where the gap passed over a session this model fed nothing of (a state
+    reset by a rollout: no roll, but the session did end)."""
+    if reason in ("gap", "explicit", "sweep"):
+        return True
+    return (ev.event == "click" and reason is None and st.length == 0
+            and st.last_ts is not None and ev.ts - st.last_ts > policy.session_gap_s)
+
+
+def replay_sessions(ids: list[list[str]], index_of: dict[str, int],
+                    policy: Policy) -> list[list[int]]:
+    """A history's sessions (item ids, the last one open) as this model's stream would
+    have fed them: unknown ids dropped, a click on the item fed just before dropped, a
+    session cut after `max_session_len` items (the rules of `_apply`; the gap and the
+    explicit ends were applied when the history was written). Closed sessions left
+    empty are dropped (an empty session never rolls the GRU); the last, open one is
+    kept, maybe empty."""
+    out: list[list[int]] = []
+    for k, session in enumerate(ids):
+        fed: list[int] = []
+        for item in (i for i in map(index_of.get, session) if i is not None):
+            if len(fed) >= policy.max_session_len:
+                out.append(fed)
+                fed = []
+            if not fed or fed[-1] != item:
+                fed.append(item)
+        if fed or k == len(ids) - 1:
+            out.append(fed)
+    return out
 
 
 def _seen(st: UserState, ev: Incoming) -> bool:

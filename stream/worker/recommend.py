@@ -12,8 +12,16 @@ segment ends a session (and one reset for those an expire ends). A batch costs
 one faiss search. Every event gets its own embedding and top-K; outputs come in the
 batch's order.
 
-Policies: the session, late, unknown-item, repeat, model-version, redelivery and expiry
+Policies: the session, late, unknown-item, repeat, history, redelivery and expiry
 rules are in stream/worker/plan.py. Here:
+- model version: the states of another model version met in a batch are rebuilt
+  from their histories by this model, in one batched call (`StreamModel.rebuild`:
+  the GRU rolled over the past sessions, the TCN fed the open one) before the batch's
+  events are applied; the user's meta (session count, clocks, offsets, history) is
+  kept. A user whose history holds nothing this model knows (or none: rows written
+  before histories were kept, or with `history_events` 0) starts from a fresh state.
+  Counted as `model_resets` (every state of another version met), of which
+  `state_rebuilds` were rebuilt and `rebuild_fresh` started fresh;
 - bad state: a stored row that does not parse (cut short, another format, meta that is
   not the expected JSON object, GRU or window blobs not of this model's size) costs
   that user one event: the event that met it goes to the dead-letter topic as
@@ -43,9 +51,10 @@ import numpy as np
 
 from hiertcn.inference import BatchState, Ranked, StreamModel
 from stream.errors import BadState
+from stream.worker import history
 from stream.worker.failures import describe
 from stream.worker.plan import (RESET, ROLL, Answer, Incoming, Policy, Segment, idle_sessions,
-                                is_expired, is_idle, plan_batch)
+                                is_expired, is_idle, plan_batch, replay_sessions)
 from stream.worker.rows import UserState
 
 # the names other modules import from here
@@ -74,8 +83,8 @@ class BatchResult:
     states: dict[str, UserState]
     outputs: list[Output]
     embeddings: list  # float32 (D,) arrays, indexed by Output.embedding_row
-    # unknown_items, model_resets, redelivered, late, expired, bad_states, batch_retries,
-    # rolled_<reason>, ...
+    # unknown_items, model_resets, state_rebuilds, rebuild_fresh, redelivered, late,
+    # expired, bad_states, batch_retries, rolled_<reason>, ...
     counts: Counter
     top_k_s: float = 0.0  # seconds spent in the faiss search, for the metrics
     expired: set = field(default_factory=set)  # users whose stored rows must be deleted
@@ -131,7 +140,7 @@ def _user_by_user(model, events, load, policy) -> BatchResult:
 def _process(model, events, load, policy) -> BatchResult:
     counts: Counter = Counter()
     expired: set[str] = set()
-    states, stored, rejected = _load_states(model, events, load, counts, expired)
+    states, stored, rejected = _load_states(model, events, load, policy, counts, expired)
     if rejected:  # an event that met a bad state is not applied, nor answered
         dropped = {id(ev) for ev, _ in rejected}
         events = [ev for ev in events if id(ev) not in dropped]
@@ -153,11 +162,13 @@ def _process(model, events, load, policy) -> BatchResult:
                        expired & stored, rejected)
 
 
-def _load_states(model, events, load, counts, expired):
+def _load_states(model, events, load, policy, counts, expired):
     """Each user's state, read once per batch at the user's first event: (states by
     user, users with a stored row, rejected events). A bad row is replaced by a fresh
-    state and the event that met it rejected."""
+    state and the event that met it rejected; those of another model version are
+    rebuilt."""
     states: dict[str, UserState] = {}
+    stale: dict[str, UserState] = {}  # of another model version
     stored: set[str] = set()
     rejected: list[tuple[Incoming, str]] = []
     for ev in events:
@@ -172,13 +183,17 @@ def _load_states(model, events, load, counts, expired):
             continue
         if loaded is not None:
             stored.add(ev.user_id)
-        states[ev.user_id] = _current(model, loaded, counts)
+        if loaded is not None and loaded.model != model.version:
+            stale[ev.user_id] = loaded
+        states[ev.user_id] = loaded if loaded is not None else _fresh(model)
+    if stale:
+        _rebuild(model, stale, policy, counts)  # in place: `states` holds them
     return states, stored, rejected
 
 
 def _load(model: StreamModel, load, user_id: str) -> UserState | None:
     """The stored state, or BadState if its blobs are not of this model's size (those
-    of another model version are reset by `_current`, whatever their size)."""
+    of another model version are rebuilt by `_rebuild`, whatever their size)."""
     st = load(user_id)
     if st is not None and st.model == model.version:
         want = model.blob_sizes  # checked here, per user: unpack would fail the batch
@@ -209,12 +224,31 @@ def _after_bad_state(model, ev: Incoming, bad: BadState, counts: Counter,
     return fresh
 
 
-def _current(model: StreamModel, state: UserState | None, counts: Counter) -> UserState:
-    if state is not None and state.model == model.version:
-        return state
-    if state is not None:
-        counts["model_resets"] += 1
-    return _fresh(model)
+def _rebuild(model: StreamModel, stale: dict[str, UserState], policy: Policy,
+             counts: Counter) -> None:
+    """Give states of another model version this model's blobs, in place: rebuilt
+    from their histories in one batched model call, or fresh where this model knows
+    nothing of the history. Meta and history are kept; `length` and `clicked` become
+    the rebuilt open session's, in this model's indices."""
+    replays: dict[str, list[list[int]]] = {}
+    for user, st in stale.items():
+        try:
+            ids = history.sessions(st.history)
+        except history.BadHistory:  # a cache of clicks: dropped, never a bad state
+            ids, st.history = [], b""
+        sessions = replay_sessions(ids, model.index_of, policy) if ids else []
+        if any(sessions):
+            replays[user] = sessions
+    rebuilt = dict(zip(replays, model.rebuild(list(replays.values())) if replays else []))
+    for user, st in stale.items():
+        if user in rebuilt:
+            (st.gru, st.window), open_session = rebuilt[user], replays[user][-1]
+        else:
+            (st.gru, st.window), open_session = _fresh_blobs(model), []
+        st.model, st.length, st.clicked = model.version, len(open_session), list(open_session)
+    counts["model_resets"] += len(stale)
+    counts["state_rebuilds"] += len(rebuilt)
+    counts["rebuild_fresh"] += len(stale) - len(rebuilt)
 
 
 def _fresh(model: StreamModel) -> UserState:

@@ -27,7 +27,8 @@ def resolve_policy(config: StreamConfig) -> Policy:
                     "%s", name, ours, name.replace("_", "-"), ENV[name], theirs)
     policy = Policy(top_k=config.top_k, exclude_clicked=config.exclude_clicked,
                     session_gap_s=float(config.session_gap_s or gap),
-                    max_session_len=int(config.max_session_len or length))
+                    max_session_len=int(config.max_session_len or length),
+                    history_events=config.history_events)
     log.info("session policy: gap %.0f s, at most %d clicks per session", policy.session_gap_s,
              policy.max_session_len)
     return policy
