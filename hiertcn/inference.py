@@ -135,7 +135,9 @@ class StreamModel:
         extra = max((len(e) for e in exclude), default=0) if exclude else 0
         scores, idx = self.index.search(np.ascontiguousarray(embeddings, np.float32),
                                         min(k + extra, self.index.ntotal))
-        return ranked_rows(idx, scores, k, exclude, self._ids, self.index.ntotal)
+        # ids bound by the rows, not by ntotal: a live index (hiertcn/live_items.py)
+        # has rows retired from it, so its ids can pass its size
+        return ranked_rows(idx, scores, k, exclude, self._ids, len(self._ids))
 
 
 class Ranked:
