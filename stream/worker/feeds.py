@@ -130,7 +130,11 @@ class ControlFeed:
                 if len(self._assigned) < len(self.topics) and time.monotonic() - checked > RECHECK_S:
                     checked = time.monotonic()
                     self._assign_missing()
-                self._dispatch(c.consume(500, timeout=POLL_S))
+                # consume(n, timeout) waits the whole timeout for n records: wait for
+                # one only, then take what else is already there
+                first = c.poll(POLL_S)
+                if first is not None:
+                    self._dispatch([first, *c.consume(499, timeout=0)])
             except Exception as exc:  # the feed must outlive a broker hiccup
                 log.warning("control feed: %s; going on", type(exc).__name__)
                 time.sleep(1.0)
