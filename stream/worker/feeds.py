@@ -44,6 +44,7 @@ class ControlFeed:
         self.on_deployment, self.on_items = on_deployment, on_items
         self.topics = (config.models_topic, config.items_topic)
         self._assigned: set[str] = set()
+        self._warned: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer = None
@@ -116,8 +117,9 @@ class ControlFeed:
                                   for p in md.partitions])
             self._assigned.add(topic)
             new.append(topic)
-        missing = set(self.topics) - self._assigned
-        if missing:
+        missing = set(self.topics) - self._assigned - self._warned
+        if missing:  # once per topic: `hiertcn-stream topics` creates them
+            self._warned |= missing
             log.warning("control feed: no topic %s yet; looked for again every %gs",
                         ", ".join(sorted(missing)), RECHECK_S)
         return new

@@ -34,7 +34,7 @@ from hiertcn.inference import BatchState, StreamModel
 from hiertcn.live_items import accepts_item_vectors, make_live
 from stream.config import StreamConfig
 from stream.records import Deployment
-from stream.worker import metrics
+from stream.worker import metrics, recommend
 from stream.worker.canary import Route
 from stream.worker.catalogue import Catalogue
 from stream.worker.feeds import ControlFeed
@@ -161,6 +161,9 @@ class ModelHolder:
         metrics.MODEL_INFO.info({"version": current.version})
         metrics.CANARY_SHARE.set(self.share)
         serving = {m.version for m in models.values()}
+        fresh = getattr(recommend, "_fresh_blobs", None)  # an lru_cache keyed by model:
+        if fresh is not None:  # cleared, so that swapped-out models can be freed
+            fresh.cache_clear()
         for gone in {m.version for m in old[:2] if m is not None} - serving:
             metrics.forget_version(gone)
         if old[0] is not None and current.session_policy != old[0].session_policy:
