@@ -22,6 +22,7 @@ from hiertcn.checkpoint import export, save_checkpoint
 from hiertcn.inference import StreamModel
 from hiertcn.live_items import accepts_item_vectors, retire_items, upsert_items
 from hiertcn.model import HierTCN, ModelConfig
+from stream import cli
 from stream.admin import CONTROL_TOPIC_CONFIG, DLQ_TOPIC_CONFIG, create_topics
 from stream.config import StreamConfig
 from stream.errors import ConfigError
@@ -231,8 +232,13 @@ def test_a_swap_under_load_loses_nothing_and_a_broken_export_is_refused(lab, exp
     time.sleep(1.5)
     write_deployment(config, Deployment(ModelRef(b, str(broken))))
     wait_metric(w, "hiertcn_model_load_failures_total", 1)
-    time.sleep(1.5)
-    write_deployment(config, Deployment(ModelRef(b, str(exports["b"]))))
+    p = Producer({"bootstrap.servers": bootstrap})
+    p.produce(config.models_topic, key=b"deployment", value=b"{not a deployment")
+    assert p.flush(10) == 0
+    wait_metric(w, "hiertcn_control_bad_records_total", 1)  # skipped, counted
+    time.sleep(1.0)
+    assert cli.main(["models", "publish", "--export", str(exports["b"]), "--bootstrap-servers",
+                     bootstrap, "--models-topic", config.models_topic]) == 0
     load.join()
     recs = consume(bootstrap, topics.recommendations, n, timeout=90)
     per_click = Counter(r["event_id"] for _, r in recs)
@@ -267,12 +273,16 @@ def test_a_canary_serves_its_share_and_promote_moves_everyone(lab, exports):
     for ref in (a, b):
         assert f'hiertcn_model_events_total{{kind="answered",model="{ref.version}"}}' in scraped
         assert f'hiertcn_model_latency_seconds_count{{model="{ref.version}"}}' in scraped
-    write_deployment(config, Deployment(b, previous=a))  # promote, by configuration
-    wait_metric(w, "hiertcn_model_swaps_total", 1)
-    send_clicks(bootstrap, topics.clicks, [(u, ITEMS[1], f"{u}:1") for u in users])
-    recs = consume(bootstrap, topics.recommendations, 2 * len(users), timeout=60)
-    assert {r["model"] for _, r in recs if r["event_id"].endswith(":1")} == {b.version}
-    assert f'model="{a.version}"' not in w.metrics()  # a version gone: its series too
+    # promote, then roll back, by configuration (the CLI ops run), no restart
+    for step, (action, want) in enumerate((("promote", b), ("rollback", a)), start=1):
+        assert cli.main(["models", action, "--bootstrap-servers", bootstrap,
+                         "--models-topic", config.models_topic]) == 0
+        wait_metric(w, "hiertcn_model_swaps_total", step)
+        send_clicks(bootstrap, topics.clicks, [(u, ITEMS[step], f"{u}:{step}") for u in users])
+        recs = consume(bootstrap, topics.recommendations, (step + 1) * len(users), timeout=60)
+        assert {r["model"] for _, r in recs if r["event_id"].endswith(f":{step}")} == {want.version}
+        gone = b if want == a else a
+        assert f'model="{gone.version}"' not in w.metrics()  # a version gone: its series too
 
 
 @pytest.mark.integration
