@@ -3,8 +3,8 @@ recommendation, on the local broker; and from its tombstone to its last.
 
     python -m benchmarks.lifecycle.catalogue [--bootstrap-servers H:P] [--trials 10]
 
-One worker on a small random model over the MovieLens catalogue whose item table is
-frozen (as `hiertcn train --item-vectors` trains it: the only kind that takes live
+One worker on a full-size random model (`--small`: the tests' small one) over the
+MovieLens catalogue whose item table is frozen (as `hiertcn train --item-vectors` trains it: the only kind that takes live
 item vectors). A probe user clicks one known item, then unknown items every 20 ms
 (an unknown item leaves the state as it is, so its embedding stays put). Each trial
 publishes a new item whose vector points along that embedding, longer than the last
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -101,12 +102,13 @@ def embedding_of_probe(config, topic: str) -> np.ndarray:
     raise RuntimeError("no embedding for the probe user")
 
 
-def run(bootstrap: str | None, trials: int, work: Path) -> dict:
+def run(bootstrap: str | None, trials: int, work: Path, full: bool) -> dict:
     from hiertcn.inference import StreamModel
 
-    export_dir = export_seeded(work / "frozen", 2, frozen=True)
+    export_dir = export_seeded(work / "frozen", 2, frozen=True, full=full)
     model = StreamModel.load(export_dir)
     to_first, to_gone = [], []
+    load_average = [round(os.getloadavg()[0], 2)]  # the machine is shared: say how busy
     with world(bootstrap, work, export_dir) as (config, topics, w):
         stop = threading.Event()
         recs = Recs(config, topics.recommendations)
@@ -125,12 +127,14 @@ def run(bootstrap: str | None, trials: int, work: Path) -> dict:
             stop.set()
             sender.join()
             recs.c.close()
+    load_average.append(round(os.getloadavg()[0], 2))
     return {"item_to_first_rec_s": round(max(to_first), 3), "catalogue": {
         "trials": trials, "to_first_rec_median_s": round(statistics.median(to_first), 3),
         "to_first_rec_max_s": round(max(to_first), 3),
         "tombstone_to_gone_median_s": round(statistics.median(to_gone), 3),
         "tombstone_to_gone_max_s": round(max(to_gone), 3), "probe_every_s": PROBE_EVERY_S,
-        "items_in_catalogue": len(model.item_ids),
+        "load_average_start_end": load_average,
+        "items_in_catalogue": len(model.item_ids), "model": "full-size" if full else "small",
         "command": "python -m benchmarks.lifecycle.catalogue " + " ".join(sys.argv[1:])}}
 
 
@@ -139,10 +143,12 @@ def main(argv=None) -> int:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--bootstrap-servers", default=None, help="default: a local broker")
     p.add_argument("--trials", type=int, default=10, help="items published (default 10)")
+    p.add_argument("--small", action="store_true",
+                   help="a small model (default: full-size, 128 dims, 9,066 items)")
     p.add_argument("--no-write", action="store_true", help="print, do not write results")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="lifecycle-catalogue-") as tmp:
-        figures = run(args.bootstrap_servers, args.trials, Path(tmp))
+        figures = run(args.bootstrap_servers, args.trials, Path(tmp), not args.small)
     log(json.dumps(figures))
     if not args.no_write:
         write_results(figures)

@@ -4,8 +4,8 @@ without a swap.
 
     python -m benchmarks.lifecycle.swap [--bootstrap-servers H:P] [--rate 300] [--seconds 30]
 
-One worker (real RocksDB, local broker unless --bootstrap-servers), a small random
-model A over the MovieLens catalogue; paced clicks of 300 users; halfway, model B
+One worker (real RocksDB, local broker unless --bootstrap-servers), a full-size
+random model A over the MovieLens catalogue (`--small`: the tests' small one); paced clicks of 300 users; halfway, model B
 (another seed, so another version) is announced on the models topic, loaded by the
 worker in its loader thread and installed between two micro-batches. Pauses are gaps
 between consecutive recommendations' timestamps (set by the worker's producer, ms):
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -47,9 +48,10 @@ def log(msg: str) -> None:
     print(f"[lifecycle {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def export_seeded(where: Path, seed: int, frozen: bool = False) -> Path:
-    """A small random HierTCN over every MovieLens item (as harness.make_export), with
-    its own seed (another version); `frozen`: its item table frozen (live items)."""
+def export_seeded(where: Path, seed: int, frozen: bool = False, full: bool = False) -> Path:
+    """A random HierTCN over every MovieLens item, small (as harness.make_export) or
+    `full`-size (the released code's shape, what a swap really loads), with its own
+    seed (another version); `frozen`: its item table frozen (live items)."""
     import torch
 
     from hiertcn.checkpoint import export, save_checkpoint
@@ -58,9 +60,9 @@ def export_seeded(where: Path, seed: int, frozen: bool = False) -> Path:
 
     items = sorted(set(load_interactions(MOVIELENS)["item"].astype(str)))
     torch.manual_seed(seed)
-    model = HierTCN(ModelConfig(n_items=len(items), item_dim=16, channels=16, kernel_size=3,
-                                levels=3, gru_hidden=8, gru_layers=2, dropout=0.0,
-                                freeze_items=frozen)).eval()
+    small = {} if full else dict(item_dim=16, channels=16, kernel_size=3, levels=3,
+                                 gru_hidden=8, gru_layers=2, dropout=0.0)
+    model = HierTCN(ModelConfig(n_items=len(items), freeze_items=frozen, **small)).eval()
     where.mkdir(parents=True, exist_ok=True)
     save_checkpoint(where / "ckpt.pt", model, items, step=0, extra={})
     return export(where / "ckpt.pt", where / "export")
@@ -142,15 +144,16 @@ def install_time(w: WorkerProcess, since: float, timeout: float = 60.0) -> float
     raise RuntimeError(f"no swap within {timeout:g}s of {since:.0f}:\n{w.tail()}")
 
 
-def run(bootstrap: str | None, rate: float, seconds: float, work: Path) -> dict:
+def run(bootstrap: str | None, rate: float, seconds: float, work: Path, full: bool) -> dict:
     from hiertcn.inference import StreamModel
 
-    a_dir, b_dir = export_seeded(work / "a", 0), export_seeded(work / "b", 1)
+    a_dir, b_dir = export_seeded(work / "a", 0, full=full), export_seeded(work / "b", 1, full=full)
     a, b = StreamModel.load(a_dir), StreamModel.load(b_dir)
     rng = np.random.default_rng(0)
     n = int(rate * seconds)
     clicks = [(f"u{rng.integers(300)}", a.item_ids[rng.integers(len(a.item_ids))], f"e{k}")
               for k in range(n)]
+    load_average = [round(os.getloadavg()[0], 2)]  # the machine is shared: say how busy
     with world(bootstrap, work, a_dir) as (config, topics, w):
         load = threading.Thread(target=send_paced, args=(config, clicks, rate))
         start = time.time()
@@ -161,6 +164,7 @@ def run(bootstrap: str | None, rate: float, seconds: float, work: Path) -> dict:
         installed = install_time(w, announced)
         load.join()
         outputs = read_outputs(config, topics.recommendations, n, timeout=120 + n / 200)
+        load_average.append(round(os.getloadavg()[0], 2))
     per_click = Counter(v["event_id"] for _, v in outputs)
     times = sorted(t for t, _ in outputs)
     window = [t for t in times if announced <= t <= installed + AFTER_SWAP_S]
@@ -174,7 +178,9 @@ def run(bootstrap: str | None, rate: float, seconds: float, work: Path) -> dict:
         "max_pause_s": round(max_gap(before + window), 3),
         "baseline_max_pause_s": round(max(max_gap(rest), max_gap(rest_after)), 3),
         "announce_to_install_s": round(installed - announced, 3),
-        "events": n, "rate_per_s": rate, "answered_by": {a.version: versions[a.version],
+        "events": n, "rate_per_s": rate, "load_average_start_end": load_average,
+        "model": "full-size" if full else "small",
+        "answered_by": {a.version: versions[a.version],
                                                          b.version: versions[b.version]},
         "command": "python -m benchmarks.lifecycle.swap " + " ".join(sys.argv[1:]),
     }
@@ -195,10 +201,12 @@ def main(argv=None) -> int:
     p.add_argument("--bootstrap-servers", default=None, help="default: a local broker")
     p.add_argument("--rate", type=float, default=300.0, help="clicks/s (default 300)")
     p.add_argument("--seconds", type=float, default=30.0, help="length of the run (default 30)")
+    p.add_argument("--small", action="store_true",
+                   help="a small model (default: full-size, 128 dims, 9,066 items)")
     p.add_argument("--no-write", action="store_true", help="print, do not write results")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="lifecycle-swap-") as tmp:
-        swap = run(args.bootstrap_servers, args.rate, args.seconds, Path(tmp))
+        swap = run(args.bootstrap_servers, args.rate, args.seconds, Path(tmp), not args.small)
     log(json.dumps(swap))
     if not args.no_write:
         write_results({"swap": swap})
