@@ -39,26 +39,30 @@ def accepts_item_vectors(model: StreamModel) -> bool:
 
 
 def make_live(model: StreamModel) -> None:
-    """Index ids = item rows (an IndexIDMap2 over a flat index); idempotent."""
+    """Index ids = item rows (an IndexIDMap2 over a flat inner-product index, on the
+    CPU whatever the model's device: GPU flat indexes cannot remove ids); idempotent."""
     if isinstance(model.index, faiss.IndexIDMap2):
         return
-    n, d = model.index.ntotal, model.index.d
+    n = model.index.ntotal
     if n != len(model.item_ids):
         raise CheckpointError(f"the index holds {n} vectors for {len(model.item_ids)} items")
-    vectors = model.index.reconstruct_n(0, n) if n else np.zeros((0, d), np.float32)
-    live = faiss.IndexIDMap2(faiss.IndexFlat(d, model.index.metric_type))
-    live.add_with_ids(vectors, np.arange(n, dtype=np.int64))
+    # the export builds its index from the frozen item table, so the table's rows are
+    # the index's vectors, wherever the index lives (faiss CPU or GPU, or torch)
+    vectors = model.model.items.weight.detach()[:n].cpu().numpy()  # (n, D)
+    live = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+    live.add_with_ids(np.ascontiguousarray(vectors, np.float32), np.arange(n, dtype=np.int64))
     model.index = live
+    model.search_backend = "faiss-cpu IndexIDMap2 (live catalogue)"
 
 
 def upsert_items(model: StreamModel, item_ids: list[str], vectors: np.ndarray) -> int:
     """Add or re-vector items (vectors (n, D) float32, the model's item_dim); returns
     how many were new. The latest vector of an id repeated in the call wins."""
+    make_live(model)
     vectors = np.ascontiguousarray(vectors, np.float32).reshape(len(item_ids), -1)
     if vectors.shape[1] != model.index.d:
         raise ValueError(f"item vectors of {vectors.shape[1]} dims, the model's are "
                          f"{model.index.d}")
-    make_live(model)
     rows = []
     new = 0
     for item in item_ids:
@@ -74,7 +78,7 @@ def upsert_items(model: StreamModel, item_ids: list[str], vectors: np.ndarray) -
     model.index.add_with_ids(chosen, ids)
     weight = model.model.items.weight
     with torch.no_grad():
-        weight[torch.from_numpy(ids)] = torch.from_numpy(chosen)
+        weight[torch.from_numpy(ids).to(weight.device)] = torch.from_numpy(chosen).to(weight.device)
     return new
 
 
@@ -92,7 +96,8 @@ def _new_row(model: StreamModel, item: str) -> int:
     row = len(model.item_ids)
     table = model.model.items
     if row >= table.num_embeddings:
-        grown = torch.zeros(max(2 * table.num_embeddings, row + 1), table.embedding_dim)
+        grown = torch.zeros(max(2 * table.num_embeddings, row + 1), table.embedding_dim,
+                            device=table.weight.device)
         grown[:table.num_embeddings] = table.weight.detach()
         model.model.items = nn.Embedding.from_pretrained(grown, freeze=True)
     if row >= len(model._ids):

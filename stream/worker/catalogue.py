@@ -69,7 +69,7 @@ class Catalogue:
                             "a model trained with --item-vectors", model.version, len(changes))
             return
         retired = [item for item, v in changes if v is None]
-        dim = model.index.d
+        dim = model.model.config.item_dim
         fits = [(item, v) for item, v in changes if v is not None and v.shape == (dim,)]
         wrong = len(changes) - len(retired) - len(fits)
         if wrong:

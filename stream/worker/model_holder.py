@@ -185,7 +185,7 @@ def check_export(model: StreamModel) -> None:
     index, the item ids and the model's item table agree, and one step and one search
     run (wrong weights' shapes fail here, not on the first batch)."""
     c = model.model.config
-    n, d = model.index.ntotal, model.index.d
+    n, d = model.index.ntotal, getattr(model.index, "d", c.item_dim)  # torch search: no d
     if not n == len(model.item_ids) == c.n_items:
         raise ValueError(f"index of {n} items, {len(model.item_ids)} item ids, a model of "
                          f"{c.n_items}")
