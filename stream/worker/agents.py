@@ -205,6 +205,7 @@ def publish(worker, result, out) -> None:
     config = worker.config
     embeddings = config.embeddings
     now = time.time()
+    by_version = {}  # version -> its latency histogram: one label lookup per batch
     for o in result.outputs:
         key = o.user_id.encode()
         if embeddings == "event" or (embeddings == "session_end" and not o.recommend):
@@ -214,7 +215,10 @@ def publish(worker, result, out) -> None:
             continue
         latency_ms = (now - o.received) * 1000.0
         metrics.LATENCY.observe(latency_ms / 1000.0)
-        metrics.VERSION_LATENCY.labels(model=o.model).observe(latency_ms / 1000.0)
+        version_latency = by_version.get(o.model)
+        if version_latency is None:
+            version_latency = by_version[o.model] = metrics.VERSION_LATENCY.labels(model=o.model)
+        version_latency.observe(latency_ms / 1000.0)
         out.send(config.recommendations_topic, key, encode_recommendation(
             o.user_id, o.event_id, o.ts, o.session, o.items, o.model, round(latency_ms, 3)))
         metrics.RECOMMENDATIONS.inc()
