@@ -173,7 +173,9 @@ class StreamModel:
             embeddings = np.hstack([embeddings, np.ones((len(embeddings), 1), np.float32)])
         scores, idx = self.index.search(np.ascontiguousarray(embeddings, np.float32),
                                         min(k + extra, self.index.ntotal))
-        return ranked_rows(idx, scores, k, exclude, self._ids, self.index.ntotal)
+        # ids bound by the rows, not by ntotal: a live index (hiertcn/live_items.py)
+        # has rows retired from it, so its ids can pass its size
+        return ranked_rows(idx, scores, k, exclude, self._ids, len(self._ids))
 
 
 class Ranked:

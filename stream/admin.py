@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 # The dead-letter topic keeps a bad event's original bytes whole, base64 in JSON (4/3
 # of its size): a 1 MB payload, the broker's default limit on clicks, must fit there.
 DLQ_TOPIC_CONFIG = {"max.message.bytes": str(DLQ_MAX_BYTES)}
+# models and items: a key's latest record is its state, kept for ever (a tombstone
+# retires an item); a worker that starts reads them whole (stream/worker/feeds.py)
+CONTROL_TOPIC_CONFIG = {"cleanup.policy": "compact"}
 
 
 class _Lines(logging.Handler):
@@ -157,8 +160,9 @@ def _preflight(bootstrap: str, settings: Mapping[str, str] | None, timeout: floa
 
 def create_topics(bootstrap: str, topics: Mapping[str, int],
                   config: Mapping[str, str] | None = None, timeout: float = 30.0,
-                  settings: Mapping[str, str] | None = None) -> None:
-    """Create {name: partitions}; an existing topic is fine if its count matches.
+                  settings: Mapping[str, str] | None = None, any_count: bool = False) -> None:
+    """Create {name: partitions}; an existing topic is fine if its count matches (or
+    whatever its count, with `any_count`: topics read whole, like the control topics).
 
     A mismatch raises: faust silently mis-routes keys when a topic has fewer
     partitions than the app expects, so it is better to fail here.
@@ -181,7 +185,7 @@ def create_topics(bootstrap: str, topics: Mapping[str, int],
     while True:
         md = admin.list_topics(timeout=timeout).topics
         known = {n: md[n].partitions for n in topics if n in md and not md[n].error}
-        wrong = {n: len(p) for n, p in known.items() if len(p) != topics[n]}
+        wrong = {n: len(p) for n, p in known.items() if len(p) != topics[n] and not any_count}
         pending = [n for n in topics
                    if n not in known or any(p.leader < 0 for p in known[n].values())]
         if wrong:
@@ -219,5 +223,10 @@ def ensure_topics(config: StreamConfig) -> None:
                   settings=settings)
     create_topics(config.bootstrap_servers, {config.dlq_topic: config.partitions},
                   config=DLQ_TOPIC_CONFIG, settings=settings)
-    log.info("topics ready: %s, %s x %d partitions", ", ".join(names), config.dlq_topic,
-             config.partitions)
+    # the control topics, compacted (the latest record per key is the state), one
+    # partition each: every worker reads them whole (no parallelism to gain) and the
+    # model announcements in one order; existing ones are taken with any count
+    create_topics(config.bootstrap_servers, {config.models_topic: 1, config.items_topic: 1},
+                  config=CONTROL_TOPIC_CONFIG, settings=settings, any_count=True)
+    log.info("topics ready: %s, %s x %d partitions; %s, %s (compacted)", ", ".join(names),
+             config.dlq_topic, config.partitions, config.models_topic, config.items_topic)

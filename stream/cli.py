@@ -3,6 +3,7 @@
     hiertcn-stream worker --bootstrap-servers kafka:9092 --export-dir artifacts/export
     hiertcn-stream topics                      # create the topics, with enough partitions
     hiertcn-stream demo                        # local broker, model, worker, replay, tail
+    hiertcn-stream models publish --export DIR [--canary SHARE] | promote | rollback | show
 
 Options override environment variables (HIERTCN_*, KAFKA_BOOTSTRAP_SERVERS), which
 override defaults; `replay` and `tail` are `python -m stream.tools.replay` / `stream.tools.tail`.
@@ -18,6 +19,7 @@ import sys
 from dataclasses import fields
 
 from hiertcn.errors import HierTCNError
+from stream import models_cli
 from stream.admin import check_connection, ensure_topics
 from stream.config import ENV, StreamConfig
 from stream.errors import StreamError
@@ -67,6 +69,10 @@ def cmd_worker(args) -> None:
     app.main()
 
 
+def cmd_models(args) -> None:
+    models_cli.run(args, StreamConfig.resolve(given(args)))
+
+
 def cmd_demo(args) -> None:
     from stream.tools import demo
     demo.main(args)
@@ -85,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("topics", help="create the topics (idempotent)")
     add_config_options(p)
     p.set_defaults(run=cmd_topics)
+    p = sub.add_parser("models", help="roll out a model export live: publish, canary, "
+                                      "promote, roll back (stream/models_cli.py)")
+    models_cli.add_arguments(p, add_config_options)
+    p.set_defaults(run=cmd_models)
     p = sub.add_parser("demo", help="the live demo on the local broker")
     p.add_argument("--users", type=int, default=6, help="users to replay (default: 6)")
     p.add_argument("--rate", type=float, default=40.0, help="events/s (default: 40)")

@@ -35,6 +35,10 @@ class StreamConfig:
     recommendations_topic: str = "recommendations"  # output: top-k per click
     embeddings_topic: str = "user-embeddings"  # output: user state after each session
     dlq_topic: str = "clicks-dlq"  # events that could not be decoded or processed
+    # compacted, read whole by every worker (stream/worker/feeds.py): which model export
+    # serves (and which is on canary), and the live item vectors (frozen-item models)
+    models_topic: str = "models"
+    items_topic: str = "items"
     partitions: int = 4  # of every topic the app owns; fixes how far it can scale out
     top_k: int = 20  # items per recommendation
     # The session policy is the model's: None takes the training value the export
@@ -192,6 +196,8 @@ ENV = {
     "recommendations_topic": "HIERTCN_RECOMMENDATIONS_TOPIC",
     "embeddings_topic": "HIERTCN_EMBEDDINGS_TOPIC",
     "dlq_topic": "HIERTCN_DLQ_TOPIC",
+    "models_topic": "HIERTCN_MODELS_TOPIC",
+    "items_topic": "HIERTCN_ITEMS_TOPIC",
     "partitions": "HIERTCN_PARTITIONS",
     "top_k": "HIERTCN_TOP_K",
     "session_gap_s": "HIERTCN_SESSION_GAP_S",

@@ -15,8 +15,20 @@ Outputs carry "v": SCHEMA_VERSION so consumers can tell a contract change apart:
     recommendations {"v","user_id","event_id","ts","session","items":[{"item_id","score"}],
                      "model","latency_ms"?}
     user-embeddings {"v","user_id","event_id","ts","embedding":[float...],"model"}
+    "model" is the version (meta.json "version") of the export that computed the
+    message: during a canary, consumers tell the candidate's answers from the current
+    model's by it (it has always been there, so no consumer changes).
     clicks-dlq      {"v","reason","source":"topic[partition]@offset","topic","partition",
                      "offset","original_b64"}
+
+Control topics, compacted, read whole by every worker (stream/worker/feeds.py):
+    models  key "deployment", the latest value wins (`Deployment`):
+            {"v", "current": {"version","location"}, "candidate": {...} | null,
+             "canary_share": 0..1, "previous": {...} | null}
+            location: an export folder every worker can read (a shared volume).
+    items   key = item id (UTF-8), value = the item's vector (float32, the model's
+            item_dim): a JSON array of numbers, or a JSON string holding the base64 of
+            the little-endian float32 bytes; a tombstone (null value) retires the item.
 
 Hot path: plain dataclasses with slots and orjson, no validation framework.
 """
@@ -199,6 +211,98 @@ def encode_embedding(user_id: str, ts: float, embedding: np.ndarray, model_versi
     obj = {"v": SCHEMA_VERSION, "user_id": user_id, "event_id": event_id, "ts": ts,
            "embedding": vector, "model": model_version}
     return orjson.dumps(obj, option=_NUMPY)
+
+
+# ---------------------------------------------------------------- control topics
+
+DEPLOYMENT_KEY = b"deployment"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    version: str  # the export's meta.json "version"
+    location: str  # the export folder, as every worker sees it
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """What the workers serve: `current` for every user, `candidate` (if any) for the
+    users whose id hashes below `canary_share` (stream/worker/canary.py); `previous`
+    is what `rollback` returns to once nothing is on canary."""
+    current: ModelRef
+    candidate: ModelRef | None = None
+    canary_share: float = 0.0
+    previous: ModelRef | None = None
+
+
+def encode_deployment(d: Deployment) -> bytes:
+    return orjson.dumps({"v": SCHEMA_VERSION, "current": _ref_obj(d.current),
+                         "candidate": _ref_obj(d.candidate), "canary_share": d.canary_share,
+                         "previous": _ref_obj(d.previous)})
+
+
+def _ref_obj(ref: ModelRef | None) -> dict | None:
+    return None if ref is None else {"version": ref.version, "location": ref.location}
+
+
+def decode_deployment(value: bytes | None) -> Deployment:
+    """BadEvent(reason) for a value that is not a deployment of this schema."""
+    obj = _decode_versioned(value or b"null")
+    share = obj.get("canary_share", 0.0)
+    if type(share) not in (int, float) or not 0.0 <= share <= 1.0:
+        raise BadEvent("wrong_type:canary_share")
+    current = _model_ref(obj, "current")
+    if current is None:
+        raise BadEvent("missing_field:current")
+    return Deployment(current, _model_ref(obj, "candidate"), float(share),
+                      _model_ref(obj, "previous"))
+
+
+def _model_ref(obj: dict, name: str) -> ModelRef | None:
+    ref = obj.get(name)
+    if ref is None:
+        return None
+    if not isinstance(ref, dict) or not all(type(ref.get(k)) is str and ref[k]
+                                            for k in ("version", "location")):
+        raise BadEvent(f"wrong_type:{name}")
+    return ModelRef(ref["version"], ref["location"])
+
+
+def decode_item_vector(key: bytes | None, value: bytes | None) -> tuple[str, np.ndarray | None]:
+    """(item id, float32 (D,) vector) of an `items` message, or (item id, None) for a
+    tombstone; BadEvent(reason) otherwise."""
+    if not key:
+        raise BadEvent("empty_key")
+    try:
+        item_id = key.decode()
+    except UnicodeDecodeError:
+        raise BadEvent("wrong_type:key") from None
+    if value is None:
+        return item_id, None
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise BadEvent("not_json") from None
+    try:
+        if type(obj) is str:
+            vector = np.frombuffer(base64.b64decode(obj, validate=True), "<f4")
+        elif type(obj) is list and all(type(x) in (int, float) for x in obj):
+            vector = np.asarray(obj, np.float32)
+        else:
+            raise ValueError
+    except ValueError:  # binascii.Error too; also a byte count not a multiple of 4
+        raise BadEvent("wrong_type:vector") from None
+    if vector.size == 0 or not np.isfinite(vector).all():
+        raise BadEvent("bad_vector")
+    return item_id, vector.astype(np.float32)
+
+
+def encode_item_vector(vector: np.ndarray, base64_form: bool = False) -> bytes:
+    """An `items` value, as a JSON array (default) or as base64 float32."""
+    v = np.ascontiguousarray(vector, dtype="<f4")
+    if base64_form:
+        return orjson.dumps(base64.b64encode(v.tobytes()).decode("ascii"))
+    return orjson.dumps(v, option=_NUMPY)
 
 
 def encode_dlq(original: bytes | None, reason: str, topic: str, partition: int,

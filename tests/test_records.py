@@ -8,9 +8,11 @@ import pytest
 
 from hiertcn.inference import Ranked
 from stream.errors import BadEvent, StreamError
-from stream.records import (SCHEMA_VERSION, Click, decode_click, decode_dlq,
-                            decode_recommendation, encode_click, encode_dlq,
-                            encode_embedding, encode_recommendation)
+from stream.records import (SCHEMA_VERSION, Click, Deployment, ModelRef, decode_click,
+                            decode_deployment, decode_dlq, decode_item_vector,
+                            decode_recommendation, encode_click, encode_deployment,
+                            encode_dlq, encode_embedding, encode_item_vector,
+                            encode_recommendation)
 
 GOOD = {"user_id": "42", "item_id": "318", "ts": 1260759144, "event_id": "42:17"}
 
@@ -182,3 +184,39 @@ def test_decode_recommendation_rejects_other_versions():
         decode_recommendation(b'{"v": 2, "items": []}')
     with pytest.raises(BadEvent, match="not_object"):
         decode_recommendation(b"[]")
+
+
+def test_deployment_round_trips_and_bad_ones_are_refused_by_reason():
+    a, b = ModelRef("abc123", "/models/a"), ModelRef("def456", "/models/b")
+    for d in (Deployment(a), Deployment(a, b, 0.05), Deployment(b, previous=a)):
+        assert decode_deployment(encode_deployment(d)) == d
+    good = orjson.loads(encode_deployment(Deployment(a, b, 0.05)))
+    for change, why in (({"canary_share": 1.5}, "wrong_type:canary_share"),
+                        ({"canary_share": "0.1"}, "wrong_type:canary_share"),
+                        ({"current": None}, "missing_field:current"),
+                        ({"candidate": {"version": "x"}}, "wrong_type:candidate"),
+                        ({"v": 99}, "bad_version")):
+        with pytest.raises(BadEvent) as info:
+            decode_deployment(orjson.dumps({**good, **change}))
+        assert info.value.reason == why
+    with pytest.raises(BadEvent, match="not_object"):
+        decode_deployment(None)  # a tombstone on the models topic deploys nothing
+
+
+def test_item_vectors_as_json_or_base64_and_tombstones_retire():
+    vector = np.random.default_rng(3).standard_normal(16).astype(np.float32)
+    for form in (False, True):
+        item, got = decode_item_vector(b"item-7", encode_item_vector(vector, base64_form=form))
+        assert item == "item-7"
+        np.testing.assert_array_equal(got, vector)
+        assert got.dtype == np.float32
+    assert decode_item_vector(b"item-7", None) == ("item-7", None)
+    for key, value, why in ((b"", b"[1.0]", "empty_key"), (None, b"[1.0]", "empty_key"),
+                            (b"i", b"{", "not_json"), (b"i", b'{"v": [1]}', "wrong_type:vector"),
+                            (b"i", b'[1, "2"]', "wrong_type:vector"),
+                            (b"i", b'"abc"', "wrong_type:vector"),  # 2 bytes: not float32s
+                            (b"i", b"[]", "bad_vector"),
+                            (b"i", encode_item_vector(np.array([np.nan]), True), "bad_vector")):
+        with pytest.raises(BadEvent) as info:
+            decode_item_vector(key, value)
+        assert info.value.reason == why, (key, value)

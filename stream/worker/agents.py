@@ -27,6 +27,7 @@ import orjson
 
 from stream.worker import metrics
 from stream.worker.batching import take_available
+from stream.worker.canary import merge
 from stream.worker.changelogs import changelogs_known
 from stream.worker.failures import describe
 from stream.worker.publisher import OrderedAcks
@@ -125,9 +126,14 @@ def handle_batch(worker, events, watermark, out, writes: StateWrites) -> None:
             row = table.data.get(user_id)
         return None if row is None else UserState.from_row(row)
 
-    model = worker.model.get()
+    route = worker.model.route()  # fixed for the whole batch: swaps fall between batches
     t0 = time.perf_counter()
-    result = process_batch(model, incoming, load, worker.policy)
+    parts = []
+    for model, events_of_model in route.split(incoming):  # by user: canary or not
+        part = process_batch(model, events_of_model, load, worker.policy)
+        count_version(model.version, part)
+        parts.append(part)
+    result = merge(parts)
     elapsed = time.perf_counter() - t0
     metrics.BATCH_SECONDS.observe(elapsed)
     metrics.TOP_K_SECONDS.observe(result.top_k_s)
@@ -199,6 +205,7 @@ def publish(worker, result, out) -> None:
     config = worker.config
     embeddings = config.embeddings
     now = time.time()
+    by_version = {}  # version -> its latency histogram: one label lookup per batch
     for o in result.outputs:
         key = o.user_id.encode()
         if embeddings == "event" or (embeddings == "session_end" and not o.recommend):
@@ -208,6 +215,10 @@ def publish(worker, result, out) -> None:
             continue
         latency_ms = (now - o.received) * 1000.0
         metrics.LATENCY.observe(latency_ms / 1000.0)
+        version_latency = by_version.get(o.model)
+        if version_latency is None:
+            version_latency = by_version[o.model] = metrics.VERSION_LATENCY.labels(model=o.model)
+        version_latency.observe(latency_ms / 1000.0)
         out.send(config.recommendations_topic, key, encode_recommendation(
             o.user_id, o.event_id, o.ts, o.session, o.items, o.model, round(latency_ms, 3)))
         metrics.RECOMMENDATIONS.inc()
@@ -220,6 +231,16 @@ def count_outcomes(counts: Counter) -> None:
             metrics.SESSIONS_ROLLED.labels(reason=name[len("rolled_"):]).inc(n)
         else:
             metrics.OUTCOMES.labels(kind=name).inc(n)
+
+
+def count_version(version: str, part) -> None:
+    """The per-version view of one model's share of a batch: ops compare a canary's
+    answers and outcomes with the current model's."""
+    metrics.count_version(version, "answered", len(part.outputs))
+    for name, n in part.counts.items():
+        metrics.count_version(version, name, n)
+    if part.rejected:
+        metrics.count_version(version, "dead_lettered", len(part.rejected))
 
 
 def _timer(histogram):

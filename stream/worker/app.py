@@ -9,7 +9,9 @@ built from one StreamConfig.
 session policy, and sets aside local stores that belong to another changelog
 (stream/worker/store.py). Importing this module builds nothing: `faust -A
 stream.worker.app worker` gets `app` built from the environment at its first access.
-The model export itself is loaded when partitions are first assigned.
+The model export itself is loaded when partitions are first assigned (the deployment
+in force on the `models` topic, else `export_dir`), then swapped live between
+micro-batches (stream/worker/model_holder.py).
 
 One table, `user_state` (key = user id, value raw bytes, never JSON lists of floats):
 a user's whole state in one row (stream/worker/rows.py), so that a crash can never leave
@@ -49,7 +51,7 @@ class Worker:
     clicks: faust.TopicT  # the outputs are the publisher's: names in config
     tables: dict[str, faust.Table]  # name -> table: just "user_state"
     policy: Policy  # session policy: the export's, or the config's overrides
-    model: ModelHolder  # the export, loaded once; /ready/ waits for it
+    model: ModelHolder  # the models serving (current, canary), swapped live; /ready/ waits
     store_dir: Path  # Faust's datadir: <datadir>/<app_id>/<cluster id>
     publisher: Publisher  # the outputs' librdkafka producer (stream/worker/publisher.py)
     # what the web pages read (stream/worker/web.py)
@@ -104,7 +106,7 @@ def create_app(config: StreamConfig, *, cluster_id: str, policy: Policy) -> Work
     user_state = app.Table("user_state", key_type=str, value_type=bytes,
                            partitions=config.partitions, options=rocksdb_options())
     worker = Worker(app, config, topic(config.clicks_topic), {"user_state": user_state}, policy,
-                    ModelHolder(config.export_dir, config.threads, config.device), datadir, Publisher(config))
+                    ModelHolder(config), datadir, Publisher(config))
     faust_fixes.install(app, config.clicks_topic)  # before it starts: no click skipped
     web.register_pages(worker)
     register(worker)  # the agent and the sweep

@@ -44,3 +44,51 @@ OFFSET_GAPS = Counter("hiertcn_offset_gaps_total",
                       "clicks between; see stream/worker/faust_fixes.py)")
 TABLE_KEYS = Gauge("hiertcn_table_keys", "Users held in a local table", ["table"])
 MODEL_INFO = Info("hiertcn_model", "Loaded model export")
+
+# ---- model lifecycle: swaps, canary, live catalogue (stream/worker/model_holder.py)
+MODEL_LOAD_FAILURES = Counter("hiertcn_model_load_failures_total",
+                              "Model exports refused (missing file, wrong shapes, a load "
+                              "error, another version than announced): the models that "
+                              "served before keep serving")
+MODEL_SWAPS = Counter("hiertcn_model_swaps_total",
+                      "Deployments installed (a new current or candidate model, or "
+                      "share), each between two micro-batches")
+CANARY_SHARE = Gauge("hiertcn_canary_share",
+                     "Share of users served by the candidate model (0: no canary)")
+# By model version, for comparing a canary with the current model. Bounded: only the
+# versions serving (current, candidate) have series; a version's are dropped when it
+# stops serving (`forget_version`).
+VERSION_LATENCY = Histogram("hiertcn_model_latency_seconds",
+                            "From the event's Kafka timestamp to its recommendation being "
+                            "queued, by the model version that answered",
+                            ["model"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25,
+                                                .5, 1, 2.5, 5))
+VERSION_EVENTS = Counter("hiertcn_model_events_total",
+                         "Events per model version: answered, and the notable outcomes "
+                         "(as hiertcn_event_outcomes_total and rolled_<reason>)",
+                         ["model", "kind"])
+ITEM_MESSAGES = Counter("hiertcn_item_messages_total",
+                        "Records read from the items topic: vector, tombstone", ["kind"])
+ITEM_UPDATES = Counter("hiertcn_item_updates_total",
+                       "Item changes applied to a loaded model: added, updated, retired; "
+                       "refused (the model trains its own item table), wrong_dim",
+                       ["outcome"])
+CONTROL_BAD_RECORDS = Counter("hiertcn_control_bad_records_total",
+                              "Records of the models or items topic that do not parse, "
+                              "skipped", ["topic"])
+_VERSION_KINDS: dict[str, set[str]] = {}  # version -> kinds with a series
+
+
+def count_version(version: str, kind: str, n: float = 1) -> None:
+    _VERSION_KINDS.setdefault(version, set()).add(kind)
+    VERSION_EVENTS.labels(model=version, kind=kind).inc(n)
+
+
+def forget_version(version: str) -> None:
+    """Drop a version's series once it serves no more: cardinality stays bounded."""
+    for kind in _VERSION_KINDS.pop(version, ()):
+        VERSION_EVENTS.remove(version, kind)
+    try:
+        VERSION_LATENCY.remove(version)
+    except KeyError:
+        pass
