@@ -66,13 +66,18 @@ def rocksdb_options() -> dict:
     user, in the event's partition (stream/worker/agents.py), so
     - block cache 32 MiB: holds the blocks of the users active lately (a row is the
       size of the model's GRU state + TCN window, KiBs); a miss is one block read;
-    - write buffers 2 x 8 MiB: rows are rewritten on every batch, so most updates of a
-      busy user are absorbed in the memtable before a flush;
+    - write buffers 2 x 32 MiB: a row is ~37 KB and about 0.7 are written per click, so
+      8 MiB memtables flushed every ~220 rows (every other batch) and the flushes and
+      compactions competed with the worker for the cores. Measured (python -m
+      benchmarks.streambench, concurrent workload, one worker, load ~1.4): 8 MiB ->
+      1,961 events/s, 32 MiB -> 2,142 (+9%); a bare put loop of 37 KB rows: 8 MiB ->
+      8.7k puts/s, 32 MiB -> 10.1k, 64 MiB -> 16k (not taken: 8 partitions in one pod
+      would reserve 1 GiB of memtables);
     - Faust's bloom filter (3 bits/key) stays: the reads no longer probe other
       partitions' stores with it, but a get of a new user (no row) still uses it;
     - max_open_files 256: bounded file handles per partition store.
     A fresh dict each time: the store pops keys out of it."""
-    return {"block_cache_size": 32 << 20, "write_buffer_size": 8 << 20,
+    return {"block_cache_size": 32 << 20, "write_buffer_size": 32 << 20,
             "max_write_buffer_number": 2, "max_open_files": 256}
 
 
