@@ -22,6 +22,30 @@ QUICK = {"datasets": ("movielens-small",), "models": ("hiertcn", "gru4rec", "skn
 QUICK_PROBE_S = 0.2
 
 
+NUMBERS = (  # option, type, help with {} for the default
+    ("--folds", int, "K of the K-fold over users, every user a test user once (default: {})"),
+    ("--test-share", float, "test users of a single split, a share of all users (default: "
+                            "{:.4f} = 1/7: 522 filtered MovieLens-1M test users)"),
+    ("--trials", int, "configurations each model tries from its own grid (learning rate, "
+                      "batch shape, dropout), its defaults first (default: {})"),
+    ("--tune-users", int, "tuning trains on this many of fold 0's training users, drawn "
+                          "with --seed; 0: all of them (default: {})"),
+    ("--epochs", int, "epoch cap per fit; early stopping on validation MRR@20 usually ends "
+                      "sooner (default: {})"),
+    ("--patience", int, "epochs without a better validation MRR@20 before a fit stops "
+                        "(default: {})"),
+    ("--time-limit", float, "seconds per fit, a safety net; the results say whether it "
+                            "ended any fit (default: {:.0f})"),
+    ("--bootstrap", int, "paired bootstrap replicates over test users for the lifts' 95%% "
+                         "CIs (default: {})"),
+    ("--seed", int, "users to folds, tuning draws, initialisation (default: {})"),
+    ("--workers", int, "child processes running jobs, one torch thread each (default: {}, "
+                       "this machine's cores)"),
+)
+_FIELD = {"--time-limit": "time_limit_s"}  # option -> Plan field where the names differ
+_ATTR = {field: flag[2:].replace("-", "_") for flag, field in _FIELD.items()}
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     d = Plan()
     p = sub.add_parser(
@@ -36,39 +60,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         f"checked first (default: {' '.join(DATASETS)})")
     p.add_argument("--models", nargs="+", metavar="NAME", default=None,
                    help=f"models to compare (default: all: {' '.join(MODELS)})")
-    p.add_argument("--folds", type=int, default=None,
-                   help=f"K of the K-fold over users, every user a test user once "
-                        f"(default: {d.folds})")
     p.add_argument("--single-split", nargs="*", metavar="NAME", default=None,
                    help=f"data sets that get one user split instead of K folds, with "
                         f"--test-share of the users as test (default: "
                         f"{' '.join(d.single_split)}; give none for K-fold everywhere)")
-    p.add_argument("--test-share", type=float, default=None,
-                   help=f"test users of a single split, a share of all users (default: "
-                        f"1/7 = {d.test_share:.4f}: 522 filtered MovieLens-1M test users)")
-    p.add_argument("--trials", type=int, default=None,
-                   help=f"configurations each model tries from its own grid (learning "
-                        f"rate, batch shape, dropout), its defaults first (default: {d.trials})")
-    p.add_argument("--tune-users", type=int, default=None,
-                   help=f"tuning trains on this many of fold 0's training users, drawn "
-                        f"with --seed; 0: all of them (default: {d.tune_users})")
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"epoch cap per fit; early stopping on validation MRR@20 usually "
-                        f"ends sooner (default: {d.epochs})")
-    p.add_argument("--patience", type=int, default=None,
-                   help=f"epochs without a better validation MRR@20 before a fit stops "
-                        f"(default: {d.patience})")
-    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help=f"per fit, a safety net; the results say whether it ended any fit "
-                        f"(default: {d.time_limit_s:.0f})")
-    p.add_argument("--bootstrap", type=int, default=None,
-                   help=f"paired bootstrap replicates over test users for the lifts' 95%% "
-                        f"CIs (default: {d.bootstrap})")
-    p.add_argument("--seed", type=int, default=None,
-                   help=f"users to folds, tuning draws, initialisation (default: {d.seed})")
-    p.add_argument("--workers", type=int, default=None,
-                   help=f"child processes running jobs, one torch thread each (default: "
-                        f"{d.workers}, this machine's cores)")
+    for flag, kind, text in NUMBERS:
+        field = _FIELD.get(flag, flag[2:].replace("-", "_"))
+        p.add_argument(flag, type=kind, default=None, metavar=kind.__name__.upper(),
+                       help=text.format(getattr(d, field)))
     p.add_argument("--quick", action="store_true",
                    help=f"a CI-sized run of the same code: {QUICK_USERS} users of the "
                         f"shipped MovieLens, 2 folds, 1 epoch, 1 trial, models "
@@ -83,14 +82,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-_OPTION = {"time_limit_s": "time_limit"}  # Plan field -> option name where they differ
-
-
 def plan_from_args(args) -> Plan:
     """Options given > --quick's settings > Plan's defaults; ConfigError on a bad one."""
     chosen = dict(QUICK) if args.quick else {}
     for f in fields(Plan):
-        value = getattr(args, _OPTION.get(f.name, f.name), None)
+        value = getattr(args, _ATTR.get(f.name, f.name), None)
         if value is not None:
             chosen[f.name] = tuple(value) if isinstance(value, list) else value
     if "cache_dir" in chosen:
