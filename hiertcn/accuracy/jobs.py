@@ -5,6 +5,7 @@ children share nothing but files; results come back as plain values and numpy ar
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -21,10 +22,16 @@ from hiertcn.stats import pooled, user_sums
 from hiertcn.train import TrainConfig, fit
 
 CURVE_KEYS = ("epoch", "train_s", "loss", "recall@20", "mrr@20")
+log = logging.getLogger("hiertcn.accuracy.job")
 
 
 def init_worker() -> None:
-    """Pool initializer: one thread per child, so `workers` children share the cores."""
+    """Pool initializer: one thread per child, so `workers` children share the cores;
+    the child's job starts and the trainer's epoch lines go to stderr, as the parent's."""
+    logging.basicConfig(level=logging.WARNING, datefmt="%H:%M:%S",
+                        format="%(asctime)s child %(process)d %(message)s")
+    for name in ("hiertcn.train", log.name):
+        logging.getLogger(name).setLevel(logging.INFO)
     torch.set_num_threads(1)
     try:
         torch.set_num_interop_threads(1)
@@ -36,6 +43,7 @@ def run(plan: Plan, source: Source, job: Job, config: dict | None) -> dict:
     """Do `job`; `config` is the model's configuration (tune: the trial's, fit: the
     tuned one; None for prepare)."""
     t0 = time.perf_counter()
+    log.info("start %s%s", job.key, f" {config}" if config else "")
     if job.kind == "prepare":
         out = prepare(plan, source, job.fold)
     elif job.kind == "tune":

@@ -91,7 +91,7 @@ def plan_from_args(args) -> Plan:
             chosen[f.name] = tuple(value) if isinstance(value, list) else value
     if "cache_dir" in chosen:
         chosen["cache_dir"] = str(chosen["cache_dir"])
-    for name in chosen.get("datasets", ()):
+    for name in (*chosen.get("datasets", ()), *chosen.get("single_split", ())):
         datasets.spec(name)  # an unknown name is a one-line ConfigError
     return Plan(**chosen)
 

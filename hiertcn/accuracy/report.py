@@ -68,6 +68,10 @@ def dataset_report(plan: Plan, src: Source, results: dict[str, dict]) -> dict:
             for m, fits in per_model.items()}
     counts = {m: np.concatenate([f["counts"] for f in fits]) for m, fits in per_model.items()}
     first = per_model[plan.models[0]]
+    for m, c in counts.items():  # the bootstrap pairs users by position: same users, same order
+        if not np.array_equal(c, counts[plan.models[0]]):
+            raise RuntimeError(f"{src.name}: {m} scored other test events than "
+                               f"{plan.models[0]}; the lifts would pair other users")
     models = {m: model_entry(sums[m], counts[m], per_model[m], _tunes(results, src.name, m))
               for m in plan.models}
     return {"users": int(sum(f["users"] for f in first)),

@@ -9,9 +9,11 @@ still tuning. Every finished job is logged with its figures.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing as mp
+import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -27,6 +29,9 @@ from hiertcn.data import datasets
 from hiertcn.data.loaders import load_interactions
 
 log = logging.getLogger("hiertcn.accuracy")
+# read by the BLAS and OpenMP libraries when a child loads them: one thread each, so
+# `workers` children (the kNN baselines' and the item vectors' numpy too) share the cores
+ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def sources(plan: Plan) -> dict[str, Source]:
@@ -77,8 +82,7 @@ def run(plan: Plan, out: Path, command: str, probe_s: float) -> dict:
 def make_plan(plan: Plan, srcs: dict[str, Source], todo: list[Job], probe_s: float) -> dict:
     """The timing probe of every data set (in children, as the jobs run), then the
     estimate (hiertcn.accuracy.estimate)."""
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(plan.workers, mp_context=ctx, initializer=work.init_worker) as pool:
+    with children(plan.workers) as pool:
         futures = {ds: pool.submit(timing.probe, plan, srcs[ds], probe_s) for ds in plan.datasets}
         probed = {ds: f.result() for ds, f in futures.items()}
     return {**timing.estimate(plan, todo, probed), "probe": probed}
@@ -112,8 +116,7 @@ def execute(plan: Plan, srcs: dict[str, Source], todo: list[Job]) -> dict[str, d
     done: dict[str, dict] = {}
     running: dict[Future, Job] = {}
     waiting = list(todo)
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(plan.workers, mp_context=ctx, initializer=work.init_worker) as pool:
+    with children(plan.workers) as pool:
         while waiting or running:
             ready = [j for j in waiting if all(k in done for k in j.needs)]
             if not ready and not running:
@@ -131,6 +134,24 @@ def execute(plan: Plan, srcs: dict[str, Source], todo: list[Job]) -> dict[str, d
                                  "config": job_config(plan, job, done)}
                 log.info("[%d/%d] %s", len(done), len(todo), describe(done[job.key]))
     return done
+
+
+@contextlib.contextmanager
+def children(workers: int):
+    """A pool of `workers` spawned children, each with one BLAS/OpenMP/torch thread;
+    this process's environment is restored when the pool is gone."""
+    saved = {k: os.environ.get(k) for k in ONE_THREAD}
+    os.environ.update({k: "1" for k in ONE_THREAD})
+    try:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                 initializer=work.init_worker) as pool:
+            yield pool
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def job_config(plan: Plan, job: Job, done: dict[str, dict]) -> dict | None:
