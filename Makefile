@@ -19,8 +19,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# the accuracy benchmark (hours: `hiertcn bench accuracy --plan` estimates it first; see
+# benchmarks/accuracy.md), then training speed and memory: benchmarks/results/
 bench: $(STAMP)
-	$(PY) -m hiertcn bench
+	$(PY) -m hiertcn bench accuracy
+	$(PY) -m hiertcn bench training
 
 # the seven fault scenarios at full size (about 25 minutes): benchmarks/results/reliability.json
 reliability: $(STAMP)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from hiertcn import bench
+from hiertcn.accuracy import options as accuracy_options
 from hiertcn.checkpoint import CHECKPOINT_FILE, export, load_checkpoint, save_checkpoint
 from hiertcn.data import datasets
 from hiertcn.data.cache import load_splits
@@ -239,7 +240,7 @@ def cmd_export(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    bench.main(args)
+    bench.main(args)  # `bench training`; `bench accuracy` is hiertcn.accuracy.options.main
 
 
 def cmd_data(args) -> None:
@@ -333,11 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("bench", help="accuracy and training benchmarks -> benchmarks/results")
-    p.add_argument("which", choices=("accuracy", "training", "all"), nargs="?", default="all")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=None, help="override epochs (quick runs)")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    p.set_defaults(run=cmd_bench)
+    which = p.add_subparsers(dest="which", required=True, metavar="BENCHMARK")
+    accuracy_options.add_parser(which).set_defaults(run=accuracy_options.main)
+    t = which.add_parser("training", help="events/s and peak memory per neural model, one "
+                                          "thread, fresh process per figure -> training.json")
+    t.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    t.set_defaults(run=cmd_bench)
 
     p = sub.add_parser("data", help="list the named data sets, or fetch them into a local "
                                      "cache (checked by sha256, never committed)")
@@ -355,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for results files
     try:
         args.run(args)
     except HierTCNError as err:

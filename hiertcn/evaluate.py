@@ -26,13 +26,21 @@ def user_events(sessions: Sessions, u: int) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate(model: Recommender, sessions: Sessions, progress: bool = True,
              desc: str = "evaluate") -> dict[str, float]:
-    all_ranks = []
+    all_ranks = user_ranks(model, sessions, progress, desc)
+    result = metrics_from_ranks(np.concatenate(all_ranks))
+    result["events"] = int(sum(len(r) for r in all_ranks))
+    return result
+
+
+def user_ranks(model: Recommender, sessions: Sessions, progress: bool = False,
+               desc: str = "evaluate") -> list[np.ndarray]:
+    """Ranks of each user's scored events, one array per user with any, in user
+    order (the same users for every model: which events are scored is the data's)."""
+    out = []
     for u in tqdm(range(sessions.n_users), desc=desc, disable=not progress, leave=False):
         targets, scored = user_events(sessions, u)
         if not scored.any():
             continue
         scores = model.predict_user(sessions, u)  # (E_u, n_items)
-        all_ranks.append(ranks(np.asarray(scores)[scored], targets[scored]))
-    result = metrics_from_ranks(np.concatenate(all_ranks))
-    result["events"] = int(sum(len(r) for r in all_ranks))
-    return result
+        out.append(ranks(np.asarray(scores)[scored], targets[scored]))
+    return out

@@ -10,6 +10,10 @@ model gets the same start, so comparisons stay fair.
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import numpy as np
 
 from hiertcn.data.sessions import Sessions
@@ -36,6 +40,22 @@ def cooccurrence_vectors(train: Sessions, dim: int) -> np.ndarray:
         vectors = np.pad(vectors, ((0, 0), (0, dim - vectors.shape[1])))
     norm = np.linalg.norm(vectors, axis=1).mean()
     return (vectors / max(norm, 1e-12)).astype(np.float32)
+
+
+def cached_cooccurrence_vectors(train: Sessions, dim: int = 128,
+                                cache_dir: str | Path = ".cache/hiertcn") -> np.ndarray:
+    """`cooccurrence_vectors`, computed once per training part and kept on disk: the
+    dense PPMI + SVD would otherwise dominate every job's time and its peak RSS."""
+    h = hashlib.sha256(np.ascontiguousarray(train.items).tobytes())
+    h.update(np.ascontiguousarray(train.session_offsets).tobytes())
+    h.update(f"{train.n_items}:{dim}".encode())
+    path = Path(cache_dir) / f"cooc-vectors-{h.hexdigest()[:16]}.npy"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npy")
+        np.save(tmp, cooccurrence_vectors(train, dim))
+        tmp.replace(path)  # atomic: two processes never read a half-written file
+    return np.load(path)
 
 
 def _positive_pmi(counts: np.ndarray) -> np.ndarray:

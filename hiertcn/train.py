@@ -93,6 +93,9 @@ class TrainResult:
     peak_tensor_mb: float  # parameters + grads + Adam moments + saved activations, peak
     updates: int = 0  # optimizer steps taken
     events: int = 0  # training events those steps averaged their losses over
+    # why training ended: "early" (patience ran out: converged on validation), "epochs"
+    # (the epoch cap), "time" (the max_seconds safety net)
+    stopped: str = "epochs"
 
 
 class _SavedTensorMeter:
@@ -156,7 +159,7 @@ def fit(model: NeuralModel, train: Sessions, val: Sessions, config: TrainConfig,
     state_bytes = 4 * sum(p.numel() * p.element_size() for p in params)  # w, grad, m, v
     meter = _SavedTensorMeter()
     best, best_epoch, best_state, curve = None, 0, None, []
-    train_s, events, updates = 0.0, 0, 0
+    train_s, events, updates, stopped = 0.0, 0, 0, "epochs"
     batches = _Batches(model, train, config, rng)
     try:
         for epoch in range(1, config.epochs + 1):
@@ -180,9 +183,12 @@ def fit(model: NeuralModel, train: Sessions, val: Sessions, config: TrainConfig,
                 best, best_epoch, best_state = metrics, epoch, copy.deepcopy(model.state_dict())
             elif epoch - best_epoch >= config.patience:
                 log.info("%s: early stop, best epoch %d", name, best_epoch)
+                stopped = "early"
                 break
-            if config.max_seconds is not None and train_s >= config.max_seconds:
+            if config.max_seconds is not None and train_s >= config.max_seconds \
+                    and epoch < config.epochs:
                 log.info("%s: time budget of %.0f s spent", name, config.max_seconds)
+                stopped = "time"
                 break
     finally:
         batches.close()
@@ -190,7 +196,7 @@ def fit(model: NeuralModel, train: Sessions, val: Sessions, config: TrainConfig,
     return TrainResult(best_epoch=best_epoch, best_val=best, curve=curve,
                        events_per_s=events / max(train_s, 1e-9),
                        peak_tensor_mb=(state_bytes + meter.peak) / 2 ** 20, updates=updates,
-                       events=events)
+                       events=events, stopped=stopped)
 
 
 def _run_epoch(model: NeuralModel, batches: _Batches, n_events: int, config: TrainConfig,

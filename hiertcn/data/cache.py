@@ -5,6 +5,9 @@ once per (data file, format, session config, split config). The key hashes the f
 bytes (or, above 256 MiB, its size and mtime) with those configs, so editing the data
 or a relevant option rebuilds it, and anything else reuses it. Arrays are `.npy`
 opened with `mmap_mode="r"`: several runs share pages and nothing is copied up front.
+
+What is built: the log sessionised without filters, split (hiertcn.data.splits), then
+filtered with the item catalogue fitted on the training part (hiertcn.data.filters).
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
+from hiertcn.data.filters import filter_parts, unfiltered
 from hiertcn.data.loaders import load_interactions
 from hiertcn.data.sessions import SessionConfig, Sessions, sessionize
 from hiertcn.data.splits import SplitConfig, split
 from hiertcn.errors import DataError
 
-CACHE_VERSION = 1  # bump when the on-disk layout or the sessioniser's meaning changes
+# bump when the on-disk layout or the sessioniser's meaning changes; 2: filters fitted
+# on the training part only, after the split (1 filtered the whole log first)
+CACHE_VERSION = 2
 ARRAYS = ("items", "ts", "session_offsets", "user_offsets", "scored")
 LABELS = ("user_ids", "item_ids")
 _HASH_WHOLE_FILE_BELOW = 256 << 20
@@ -56,12 +62,18 @@ def load_splits(path: str | Path, fmt: str | None = None,
     where = Path(cache_dir) / cache_key(path, fmt, sessions, splits)
     if not (where / "meta.json").exists():
         log.info("building data cache %s from %s", where, path)
-        built = split(sessionize(load_interactions(path, fmt), sessions), splits)
+        built = build_splits(load_interactions(path, fmt), sessions, splits)
         _write(where, built, {"source": str(path), "fmt": fmt, "sessions": sessions.to_dict(),
                               "split": splits.to_dict()})
     else:
         log.info("data cache hit: %s", where)
     return {name: _read(where / name) for name in ("train", "val", "test")}
+
+
+def build_splits(frame, sessions: SessionConfig, splits: SplitConfig) -> dict[str, Sessions]:
+    """`frame` (user, item, ts) -> filtered train/val/test: split first, then filters
+    fitted on the training part."""
+    return filter_parts(split(sessionize(frame, unfiltered(sessions)), splits), sessions)
 
 
 def _write(where: Path, parts: dict[str, Sessions], meta: dict) -> None:

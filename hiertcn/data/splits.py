@@ -1,13 +1,20 @@
 """Train / validation / test splits.
 
-- by user (the paper's protocol): users are shuffled with a seed and cut 80/10/10,
-  so test users are never seen in training; every session of a held-out user is
-  scored, the first from an empty long-term state.
+- by user (the paper's protocol): users are shuffled with a seed and cut 80/10/10
+  (`val_frac`, `test_frac`), so test users are never seen in training; every session
+  of a held-out user is scored, the first from an empty long-term state;
+- K-fold by user (`folds` = K > 1, `fold` = k): the shuffled users are cut into K
+  near-equal folds and fold k is the test part, so over k = 0..K-1 every user is a
+  test user exactly once; validation is `val_frac` of all users, drawn (seeded by
+  seed and k) from the other K-1 folds, and the rest trains;
 - by time: sessions starting after the last `test_frac` (and, before it, `val_frac`)
   of the time range are held out; held-out users keep their earlier sessions as
   warm-up history, which rolls their long-term state but is not scored.
 
-Validation is for tuning and early stopping; only `hiertcn evaluate` reads test.
+Validation is for tuning and early stopping; only `hiertcn evaluate` (and the accuracy
+benchmark's final scoring) reads test. Splits are drawn over every user of the log,
+before any filter: the filters are fitted on the training part afterwards
+(hiertcn.data.filters), so the held-out parts hold fewer users than their share.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ class SplitConfig:
     val_frac: float = 0.1
     test_frac: float = 0.1
     seed: int = 0  # fixes which users land where (user split)
+    folds: int = 1  # K > 1: K-fold over users, test = fold `fold` (test_frac unused)
+    fold: int = 0  # which fold is the test part, 0..folds-1
 
     def __post_init__(self):
         if self.kind not in SPLITS:
@@ -35,6 +44,11 @@ class SplitConfig:
         if not (0 < self.val_frac < 1 and 0 < self.test_frac < 1
                 and self.val_frac + self.test_frac < 1):
             raise ConfigError("val_frac and test_frac must be in (0, 1) and sum below 1")
+        if self.folds < 1 or not 0 <= self.fold < self.folds:
+            raise ConfigError(f"folds must be >= 1 and fold in 0..folds-1, got fold "
+                              f"{self.fold} of {self.folds}")
+        if self.folds > 1 and (self.kind != "user" or self.val_frac + 1 / self.folds >= 1):
+            raise ConfigError("folds > 1 needs the user split and val_frac + 1/folds below 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,12 +61,23 @@ def split(sessions: Sessions, config: SplitConfig) -> dict[str, Sessions]:
 
 
 def split_by_user(sessions: Sessions, config: SplitConfig) -> dict[str, Sessions]:
-    order = np.random.default_rng(config.seed).permutation(sessions.n_users)
-    n_test = max(1, round(config.test_frac * sessions.n_users))
-    n_val = max(1, round(config.val_frac * sessions.n_users))
-    parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
-             "train": order[n_test + n_val:]}
-    return {name: sessions.select_users(np.sort(users)) for name, users in parts.items()}
+    parts = user_parts(sessions.n_users, config)
+    return {name: sessions.select_users(users) for name, users in parts.items()}
+
+
+def user_parts(n_users: int, config: SplitConfig) -> dict[str, np.ndarray]:
+    """User indices (sorted) of "train", "val" and "test" under a user split."""
+    order = np.random.default_rng(config.seed).permutation(n_users)
+    n_val = max(1, round(config.val_frac * n_users))
+    if config.folds == 1:
+        n_test = max(1, round(config.test_frac * n_users))
+        test, rest = order[:n_test], order[n_test:]
+    else:
+        test = np.array_split(order, config.folds)[config.fold]
+        rest = np.setdiff1d(order, test)
+        rest = np.random.default_rng([config.seed, config.fold]).permutation(rest)
+    parts = {"test": test, "val": rest[:n_val], "train": rest[n_val:]}
+    return {name: np.sort(users) for name, users in parts.items()}
 
 
 def split_by_time(sessions: Sessions, config: SplitConfig) -> dict[str, Sessions]:
