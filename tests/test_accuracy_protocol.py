@@ -255,6 +255,8 @@ def test_quick_run_writes_every_key_with_sane_values(tmp_path, capsys):
     assert protocol["folds"] == 2 and protocol["bootstrap"] == 200
     assert protocol["plan"]["jobs"] == {"prepare": 2, "tune": 0, "fit": 8}
     assert protocol["wall_s"] > 0 and protocol["time_limit_bound"] is False
+    assert protocol["reduced"]["epochs"] == {"this_run": 1, "full": 30}
+    assert protocol["reduced"]["datasets"]["this_run"] == ["movielens-small"]
     d = report["datasets"]["movielens-small"]
     assert set(d) == {"users", "events", "sessions", "real_sessions", "models", "lift"}
     assert d["real_sessions"] is False and 20 < d["users"] < 100 and d["events"] > d["users"]

@@ -10,6 +10,8 @@ variant, reported beside them but never the opponent.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 
 from hiertcn.accuracy.plan import Plan, Source
@@ -56,10 +58,25 @@ def build_report(plan: Plan, srcs: dict[str, Source], results: dict[str, dict],
         "stopped": {k: stopped.count(k) for k in ("early", "epochs", "time")},
         "time_limit_bound": "time" in stopped,
         "workers": plan.workers, "max_users": plan.max_users,
-        "plan": planned, "wall_s": round(wall_s, 1), **PROTOCOL_TEXT,
+        "plan": planned, "wall_s": round(wall_s, 1),
+        "reduced": reduced(plan), **PROTOCOL_TEXT,
     }
     data = {ds: dataset_report(plan, srcs[ds], results) for ds in plan.datasets}
     return {"command": command, "protocol": protocol, "datasets": data}
+
+
+def reduced(plan: Plan) -> dict:
+    """Every setting of this run that differs from the full benchmark's: this run's
+    value and the full run's, so a reduced run cannot pass for the full one."""
+    full = Plan()
+    return {f.name: {"this_run": _plain(getattr(plan, f.name)),
+                     "full": _plain(getattr(full, f.name))}
+            for f in fields(Plan) if f.name not in ("workers", "cache_dir")
+            and getattr(plan, f.name) != getattr(full, f.name)}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 def dataset_report(plan: Plan, src: Source, results: dict[str, dict]) -> dict:
