@@ -18,25 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from hiertcn.metrics import CUTOFFS_MRR, CUTOFFS_NDCG, CUTOFFS_RECALL
+from hiertcn.metrics import CUTOFFS_MRR, CUTOFFS_NDCG, CUTOFFS_RECALL, event_values
 
 METRICS = (*(f"recall@{k}" for k in CUTOFFS_RECALL), *(f"mrr@{k}" for k in CUTOFFS_MRR),
            *(f"ndcg@{k}" for k in CUTOFFS_NDCG))
 _CHUNK_CELLS = 1 << 22  # replicates x users gathered at once: ~32 MB of float64
-
-
-def event_values(ranks: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-event values of every metric for ranks (N,) (1 = best): their mean is
-    `hiertcn.metrics.metrics_from_ranks`."""
-    r = np.asarray(ranks, dtype=np.float64)
-    out = {}
-    for k in CUTOFFS_RECALL:
-        out[f"recall@{k}"] = (r <= k).astype(np.float64)
-    for k in CUTOFFS_MRR:
-        out[f"mrr@{k}"] = np.where(r <= k, 1.0 / r, 0.0)
-    for k in CUTOFFS_NDCG:
-        out[f"ndcg@{k}"] = np.where(r <= k, 1.0 / np.log2(1.0 + r), 0.0)
-    return out
 
 
 def user_sums(ranks_by_user: list[np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -15,7 +15,7 @@ from dataclasses import fields
 import numpy as np
 
 from hiertcn.accuracy.plan import Plan, Source
-from hiertcn.stats import lift_ci
+from hiertcn.stats import lift_ci, pooled
 
 REPORTED = ("recall@20", "mrr@20", "ndcg@20", "recall@10", "mrr@10")
 LIFT_METRICS = ("recall@20", "mrr@20")
@@ -99,8 +99,8 @@ def dataset_report(plan: Plan, src: Source, results: dict[str, dict]) -> dict:
 
 
 def model_entry(sums: dict, counts: np.ndarray, fits: list[dict], tunes: list[dict]) -> dict:
-    total = float(counts.sum())
-    entry = {k: float(sums[k].sum()) / total for k in REPORTED}
+    metrics = pooled(sums, counts)
+    entry = {k: metrics[k] for k in REPORTED}
     entry["epochs"] = int(round(np.mean([f["epochs"] for f in fits])))
     entry["tuning_trials"] = max(len(tunes), 1)
     return entry

@@ -114,7 +114,7 @@ def print_plan(plan: Plan, todo: list[Job], planned: dict) -> None:
 def execute(plan: Plan, srcs: dict[str, Source], todo: list[Job]) -> dict[str, dict]:
     """Every job's result by key, each job submitted once all it needs are done."""
     done: dict[str, dict] = {}
-    running: dict[Future, Job] = {}
+    running: dict[Future, tuple[Job, dict | None]] = {}
     waiting = list(todo)
     with children(plan.workers) as pool:
         while waiting or running:
@@ -124,14 +124,15 @@ def execute(plan: Plan, srcs: dict[str, Source], todo: list[Job]) -> dict[str, d
             for job in ready:
                 waiting.remove(job)
                 config = job_config(plan, job, done)
-                running[pool.submit(work.run, plan, srcs[job.dataset], job, config)] = job
+                future = pool.submit(work.run, plan, srcs[job.dataset], job, config)
+                running[future] = job, config  # recorded as trained
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                job = running.pop(future)
+                job, config = running.pop(future)
                 result = future.result()  # a child's error stops the run here
                 done[job.key] = {**result, "kind": job.kind, "dataset": job.dataset,
                                  "model": job.model, "fold": job.fold, "trial": job.trial,
-                                 "config": job_config(plan, job, done)}
+                                 "config": config}
                 log.info("[%d/%d] %s", len(done), len(todo), describe(done[job.key]))
     return done
 

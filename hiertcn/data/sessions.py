@@ -16,6 +16,9 @@ are recorded in every checkpoint and export, for the stream to apply the same):
   are dropped (too rare to learn a vector for), then users with fewer than
   `min_sessions_per_user` sessions are dropped (with one session there is no
   long-term signal for the high level to learn from).
+  The data cache (`hiertcn.data.cache.load_splits`) sessionises without them and
+  applies the same two filters after the split, fitted on the training part only
+  (`hiertcn.data.filters`).
 """
 
 from __future__ import annotations
