@@ -66,14 +66,18 @@ def assert_states_are_the_offline_ones(bootstrap, topics, events, export_dir):
     """Every click's embedding (first answer per event) equals the model's own step-wise
     run over that user's clicks: no state was started from anything but the clicks."""
     model = StreamModel.load(export_dir)
+    wanted = set(events.event_id)
     got = defaultdict(dict)
-    for user, value in consume(bootstrap, topics.embeddings, len(events), timeout=90):
+    answered = consume(bootstrap, topics.embeddings, len(events), timeout=90,
+                       done=lambda out: wanted <= {v["event_id"] for _, v in out})
+    for user, value in answered:
         got[user].setdefault(value["event_id"], value["embedding"])
     for user, clicks in events.groupby("user", sort=False):
         sent = [{"item_id": str(r.item), "ts": int(r.ts)} for r in clicks.itertuples()]
         want = offline_embeddings(model, sent, GAP_S)
         answers = [got[str(user)].get(e) for e in clicks.event_id]
-        assert None not in answers, f"user {user}: clicks without an embedding"
+        assert None not in answers, (f"user {user}: {answers.count(None)} of {len(answers)} "
+                                     f"clicks without an embedding ({len(answered)} read)")
         np.testing.assert_allclose(np.asarray(answers, np.float32), np.stack(want), atol=1e-5)
 
 

@@ -212,18 +212,21 @@ class WorkerProcess(Process):
 
 
 def consume(bootstrap, topic, n, timeout=60.0, group=None, settings=None, raw=False,
-            strict=False) -> list:
+            strict=False, done=None) -> list:
     """Read until `n` messages arrived (or the timeout): [(key, value dict)], or
     [(key bytes, value bytes)] when `raw`. `settings`: a full client config
     (security included) instead of a plaintext bootstrap address; `strict`: a client
-    error fails the test instead of being skipped."""
+    error fails the test instead of being skipped; `done`: read until done(messages) is
+    true instead of counting (outputs are at-least-once: a redelivered click is answered
+    again, so a count can be reached before every click was answered)."""
     c = Consumer({**(settings or {"bootstrap.servers": bootstrap}),
                   "group.id": group or f"read-{topic}-{time.time()}",
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
     c.subscribe([topic])
     out, deadline = [], time.monotonic() + timeout
     try:
-        while len(out) < n and time.monotonic() < deadline:
+        finished = done or (lambda got: len(got) >= n)
+        while not finished(out) and time.monotonic() < deadline:
             msg = c.poll(0.5)
             if msg is None or (msg.error() and not strict):
                 continue
