@@ -278,3 +278,15 @@ def test_quick_run_writes_every_key_with_sane_values(tmp_path, capsys):
     assert sorted((r["model"], r["fold"]) for r in fits) == \
         sorted((m, k) for m in d["models"] for k in (0, 1))
     assert sum(r["users"] for r in fits if r["model"] == "pop") == d["users"]
+    # started again with the same settings: every job comes from the journal, the
+    # figures are the same; a lost entry is the only job run again
+    journal = next((tmp_path / "cache" / "accuracy-journal").iterdir())
+    entries = sorted(journal.glob("*.json"))
+    assert len(entries) == 10
+    entries[0].unlink()
+    assert main(["bench", "accuracy", "--quick", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    again = json.loads((out / "accuracy.json").read_text())
+    assert again["protocol"]["plan"]["resumed"]["jobs"] == 9
+    assert again["datasets"] == report["datasets"]
+    assert len(list(journal.glob("*.json"))) == 10  # the lost job ran and was journalled again

@@ -75,6 +75,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true",
                    help="print the jobs and the estimated wall time (from a short timing "
                         "probe on fold 0 of each data set) without running them")
+    p.add_argument("--fresh", action="store_true",
+                   help="run every job again instead of resuming: by default a run goes on "
+                        "where a stopped run with the same settings stopped (finished jobs "
+                        "are kept under CACHE_DIR/accuracy-journal/)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"),
                    help="folder for accuracy.json and accuracy_runs.json (default: %(default)s)")
     p.add_argument("--cache-dir", type=Path, default=None,
@@ -105,7 +109,7 @@ def main(args) -> None:
         runner.print_plan(plan, todo, runner.make_plan(plan, runner.sources(plan), todo,
                                                        probe_s))
         return
-    report = runner.run(plan, args.out, command_line(args), probe_s)
+    report = runner.run(plan, args.out, command_line(args), probe_s, fresh=args.fresh)
     print(table.markdown(report))
     print(f"\nresults: {args.out / 'accuracy.json'}")
 

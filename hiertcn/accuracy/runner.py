@@ -4,7 +4,9 @@ results (hiertcn.accuracy.report) and print the table (hiertcn.accuracy.table).
 Children are spawned (a fresh interpreter: no forked torch threads), `workers` of
 them, one torch thread each. A job is submitted as soon as the jobs it needs are done:
 a model's folds start when its tuning trials are all back, while other models are
-still tuning. Every finished job is logged with its figures.
+still tuning. Every finished job is logged with its figures and kept in the run's
+journal (hiertcn.accuracy.journal): a run started again with the same settings skips
+the jobs already done.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from hiertcn.accuracy import estimate as timing
 from hiertcn.accuracy import jobs as work
+from hiertcn.accuracy.journal import Journal
 from hiertcn.accuracy.grids import trial_configs
 from hiertcn.accuracy.plan import Job, Plan, Source, jobs
 from hiertcn.accuracy.report import build_report, runs_record
@@ -61,18 +64,26 @@ def subset(src: Source, plan: Plan) -> Source:
     return Source(src.name, str(path), "generic", src.real_sessions)
 
 
-def run(plan: Plan, out: Path, command: str, probe_s: float) -> dict:
-    """The whole benchmark: probe and plan, every job, then the results files."""
+def run(plan: Plan, out: Path, command: str, probe_s: float, fresh: bool = False) -> dict:
+    """The whole benchmark: probe and plan, every job not in the journal (all of them
+    when `fresh`), then the results files."""
     t0 = time.perf_counter()
     srcs = sources(plan)
     todo = jobs(plan)
+    journal = Journal(plan)
+    done = {} if fresh else journal.load({j.key for j in todo})
+    if done:
+        log.info("accuracy: resuming, %d of %d jobs already done (journal %s)", len(done),
+                 len(todo), journal.folder)
     planned = make_plan(plan, srcs, todo, probe_s)
     log.info("accuracy: %d jobs on %d workers, estimated wall time %.1f h (every fit to "
              "the epoch cap: %.1f h)", len(todo), plan.workers,
              planned["typical"]["wall_s"] / 3600, planned["upper"]["wall_s"] / 3600)
-    results = execute(plan, srcs, todo)
-    report = build_report(plan, srcs, results, command, time.perf_counter() - t0,
-                          plan_summary(plan, todo, planned))
+    results = execute(plan, srcs, todo, journal, dict(done))
+    summary = {**plan_summary(plan, todo, planned),
+               "resumed": {"jobs": len(done), "journal": str(journal.folder),
+                           "commits": journal.commits()}}
+    report = build_report(plan, srcs, results, command, time.perf_counter() - t0, summary)
     out.mkdir(parents=True, exist_ok=True)
     (out / "accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "accuracy_runs.json").write_text(json.dumps(runs_record(results), indent=1) + "\n")
@@ -111,11 +122,12 @@ def print_plan(plan: Plan, todo: list[Job], planned: dict) -> None:
           f"every fit runs to the cap of {upper['epochs']} epochs")
 
 
-def execute(plan: Plan, srcs: dict[str, Source], todo: list[Job]) -> dict[str, dict]:
-    """Every job's result by key, each job submitted once all it needs are done."""
-    done: dict[str, dict] = {}
+def execute(plan: Plan, srcs: dict[str, Source], todo: list[Job], journal: Journal,
+            done: dict[str, dict]) -> dict[str, dict]:
+    """Every job's result by key, each job submitted once all it needs are done; `done`
+    holds those finished before (from the journal), every new one is journalled."""
     running: dict[Future, tuple[Job, dict | None]] = {}
-    waiting = list(todo)
+    waiting = [j for j in todo if j.key not in done]
     with children(plan.workers) as pool:
         while waiting or running:
             ready = [j for j in waiting if all(k in done for k in j.needs)]
@@ -133,6 +145,7 @@ def execute(plan: Plan, srcs: dict[str, Source], todo: list[Job]) -> dict[str, d
                 done[job.key] = {**result, "kind": job.kind, "dataset": job.dataset,
                                  "model": job.model, "fold": job.fold, "trial": job.trial,
                                  "config": config}
+                journal.save(job.key, done[job.key])
                 log.info("[%d/%d] %s", len(done), len(todo), describe(done[job.key]))
     return done
 
