@@ -34,8 +34,11 @@ from hiertcn.inference import StreamModel
 
 
 def accepts_item_vectors(model: StreamModel) -> bool:
-    """True when the model's item table was frozen in training (upstream vectors)."""
-    return bool(getattr(model.model.config, "freeze_items", False))
+    """True when the model's item table was frozen in training (upstream vectors) and
+    scoring uses that same table: an untied output scores against vectors and biases
+    learnt per item, which a new item does not have."""
+    c = model.model.config
+    return bool(getattr(c, "freeze_items", False)) and not c.untied_output
 
 
 def make_live(model: StreamModel) -> None:

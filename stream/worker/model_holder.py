@@ -185,12 +185,14 @@ def check_export(model: StreamModel) -> None:
     index, the item ids and the model's item table agree, and one step and one search
     run (wrong weights' shapes fail here, not on the first batch)."""
     c = model.model.config
-    n, d = model.index.ntotal, getattr(model.index, "d", c.item_dim)  # torch search: no d
+    n, d = model.index.ntotal, getattr(model.index, "d", None)
     if not n == len(model.item_ids) == c.n_items:
         raise ValueError(f"index of {n} items, {len(model.item_ids)} item ids, a model of "
                          f"{c.n_items}")
-    if d != c.item_dim:
-        raise ValueError(f"index of {d} dims, the model's items have {c.item_dim}")
+    # an untied output's index rows are [output vector; bias] (hiertcn/checkpoint.py)
+    width = c.item_dim + 1 if c.untied_output else c.item_dim
+    if d is not None and d != width:  # torch search (no faiss index) has no d
+        raise ValueError(f"index of {d} dims, the model's scoring vectors have {width}")
     batch = BatchState(model, model.fresh(1))
     emb = batch.step_many([0], [[0]])  # (1, D)
     model.top_k(emb, 1)
