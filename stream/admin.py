@@ -31,6 +31,12 @@ DLQ_TOPIC_CONFIG = {"max.message.bytes": str(DLQ_MAX_BYTES)}
 # models and items: a key's latest record is its state, kept for ever (a tombstone
 # retires an item); a worker that starts reads them whole (stream/worker/feeds.py)
 CONTROL_TOPIC_CONFIG = {"cleanup.policy": "compact"}
+# A tombstone is itself removed by compaction after delete.retention.ms (Kafka's
+# default: 1 day); a worker started later would then read the item's last vector and
+# serve a retired item again. 100 years, not Long.MAX: newer brokers add it to the
+# cleaning time, which would overflow.
+TOMBSTONE_RETENTION_MS = 100 * 365 * 24 * 3600 * 1000
+ITEMS_TOPIC_CONFIG = {**CONTROL_TOPIC_CONFIG, "delete.retention.ms": str(TOMBSTONE_RETENTION_MS)}
 
 
 class _Lines(logging.Handler):
@@ -197,6 +203,31 @@ def create_topics(bootstrap: str, topics: Mapping[str, int],
         time.sleep(0.1)
 
 
+def warn_short_tombstones(bootstrap: str, topic: str,
+                          settings: Mapping[str, str] | None = None) -> int | None:
+    """One warning when an existing items topic drops its tombstones sooner than
+    ITEMS_TOPIC_CONFIG would (created beforehand with the broker's default); returns
+    the topic's delete.retention.ms, or None when it cannot be read."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import ConfigResource
+
+    resource = ConfigResource("topic", topic)
+    try:
+        admin = _admin(bootstrap, settings)  # held: a collected client fails the future
+        described = admin.describe_configs([resource])[resource].result(30)
+        kept = int(described["delete.retention.ms"].value)
+    except (KafkaException, KeyError, ValueError, TypeError) as exc:
+        log.warning("cannot read %s's delete.retention.ms (%s): check that retired items' "
+                    "tombstones are kept", topic, exc)
+        return None
+    if kept < TOMBSTONE_RETENTION_MS:
+        log.warning("topic %s keeps tombstones %.1f days (delete.retention.ms=%d): a worker "
+                    "started later may serve an item retired before that again; set "
+                    "delete.retention.ms=%d on it", topic, kept / 86_400_000, kept,
+                    TOMBSTONE_RETENTION_MS)
+    return kept
+
+
 def delete_topics(bootstrap: str, names: list[str] | tuple[str, ...],
                   timeout: float = 30.0, settings: Mapping[str, str] | None = None) -> None:
     """Delete topics; ones that do not exist are fine."""
@@ -226,7 +257,10 @@ def ensure_topics(config: StreamConfig) -> None:
     # the control topics, compacted (the latest record per key is the state), one
     # partition each: every worker reads them whole (no parallelism to gain) and the
     # model announcements in one order; existing ones are taken with any count
-    create_topics(config.bootstrap_servers, {config.models_topic: 1, config.items_topic: 1},
+    create_topics(config.bootstrap_servers, {config.models_topic: 1},
                   config=CONTROL_TOPIC_CONFIG, settings=settings, any_count=True)
+    create_topics(config.bootstrap_servers, {config.items_topic: 1},
+                  config=ITEMS_TOPIC_CONFIG, settings=settings, any_count=True)
+    warn_short_tombstones(config.bootstrap_servers, config.items_topic, settings)
     log.info("topics ready: %s, %s x %d partitions; %s, %s (compacted)", ", ".join(names),
              config.dlq_topic, config.partitions, config.models_topic, config.items_topic)

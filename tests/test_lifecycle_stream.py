@@ -23,7 +23,8 @@ from hiertcn.inference import StreamModel
 from hiertcn.live_items import accepts_item_vectors, retire_items, upsert_items
 from hiertcn.model import HierTCN, ModelConfig
 from stream import cli
-from stream.admin import CONTROL_TOPIC_CONFIG, DLQ_TOPIC_CONFIG, create_topics
+from stream.admin import (CONTROL_TOPIC_CONFIG, DLQ_TOPIC_CONFIG, TOMBSTONE_RETENTION_MS,
+                          create_topics, ensure_topics, warn_short_tombstones)
 from stream.config import StreamConfig
 from stream.errors import ConfigError
 from stream.models_cli import promote, publish, rollback, write_deployment
@@ -327,3 +328,26 @@ def sample(w, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+@pytest.mark.integration
+def test_the_items_topic_keeps_its_tombstones(kafka_bootstrap, unique_name, caplog):
+    """A tombstone compacted away (after Kafka's default day) would bring a retired item
+    back at a later start: the worker creates `items` keeping them for a century, and
+    warns about an existing `items` topic that does not."""
+    config = StreamConfig.resolve({"bootstrap_servers": kafka_bootstrap,
+                                   "clicks_topic": unique_name("clicks"),
+                                   "models_topic": unique_name("models"),
+                                   "items_topic": unique_name("items")})
+    with caplog.at_level("WARNING", logger="stream.admin"):
+        ensure_topics(config)
+        assert warn_short_tombstones(kafka_bootstrap, config.items_topic) == \
+            TOMBSTONE_RETENTION_MS
+    assert not [r for r in caplog.records if "tombstones" in r.getMessage()]
+    made_by_hand = unique_name("items-by-hand")
+    create_topics(kafka_bootstrap, {made_by_hand: 1}, config=CONTROL_TOPIC_CONFIG)
+    with caplog.at_level("WARNING", logger="stream.admin"):
+        kept = warn_short_tombstones(kafka_bootstrap, made_by_hand)
+    assert kept is not None and kept < TOMBSTONE_RETENTION_MS
+    warned = [r.getMessage() for r in caplog.records if made_by_hand in r.getMessage()]
+    assert len(warned) == 1 and f"delete.retention.ms={TOMBSTONE_RETENTION_MS}" in warned[0]
