@@ -17,7 +17,9 @@ from stream.config import StreamConfig
 from stream.worker import store
 from stream.worker.app import create_app
 from stream.worker.recommend import Policy
-from stream.worker.session_policy import resolve_policy
+from types import SimpleNamespace
+
+from stream.worker.session_policy import for_model, resolve_policy
 from stream.worker.web import OwnPagesWeb
 
 
@@ -48,6 +50,17 @@ def test_an_explicit_override_wins_and_is_logged(tmp_path, caplog):
     assert line.levelno == logging.WARNING
     assert "session_gap_s=900.0" in line.getMessage() and "600" in line.getMessage()
     assert "HIERTCN_SESSION_GAP_S" in line.getMessage()
+
+
+def test_a_model_deployed_later_brings_its_own_session_policy_unless_overridden(tmp_path):
+    export = export_with(tmp_path, session={"gap_s": 600, "max_session_len": 40})
+    started = resolve_policy(StreamConfig(export_dir=export, top_k=7))
+    later = SimpleNamespace(session_policy={"gap_s": 1200, "max_session_len": 15})
+    own = for_model(started, StreamConfig(export_dir=export, top_k=7), later)
+    assert own == Policy(top_k=7, session_gap_s=1200.0, max_session_len=15)
+    pinned = StreamConfig(export_dir=export, top_k=7, session_gap_s=900.0)
+    assert for_model(resolve_policy(pinned), pinned, later).session_gap_s == 900.0
+    assert for_model(started, pinned, SimpleNamespace(session_policy=None)) is started
 
 
 def test_an_export_without_its_session_is_a_one_line_error_to_export_again(tmp_path):

@@ -34,6 +34,7 @@ from stream.worker.publisher import OrderedAcks
 from stream.errors import BadEvent, BadState, DeliveryFailed
 from stream.records import decode_click, encode_dlq, encode_embedding, encode_recommendation
 from stream.worker.recommend import Incoming, UserState, is_expired, is_idle, process_batch
+from stream.worker.session_policy import for_model
 from stream.worker.state_writes import StateWrites, _as_current
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,10 @@ def register(worker) -> None:
         if holder.model is None or not watermark:
             return
         clock = max(watermark.values())
+        # the longest gap of the models serving: a session is closed no sooner than
+        # its model would (a click after the gap closes it anyway, stream/worker/plan.py)
+        gap = max(for_model(policy, config, m).session_gap_s
+                  for m in (holder.model, holder.candidate) if m is not None)
         sent = Counter()
         for user_id, row in tables["user_state"].items():
             try:
@@ -102,7 +107,7 @@ def register(worker) -> None:
                 continue
             if is_expired(st, clock, config.state_ttl_s):
                 value, kind = expire_event(user_id, st), "expire"
-            elif is_idle(st, clock, policy.session_gap_s):
+            elif is_idle(st, clock, gap):
                 value, kind = sweep_event(user_id, st), "session_end"
             else:
                 continue
@@ -130,7 +135,8 @@ def handle_batch(worker, events, watermark, out, writes: StateWrites) -> None:
     t0 = time.perf_counter()
     parts = []
     for model, events_of_model in route.split(incoming):  # by user: canary or not
-        part = process_batch(model, events_of_model, load, worker.policy)
+        part = process_batch(model, events_of_model, load,
+                             for_model(worker.policy, worker.config, model))
         count_version(model.version, part)
         parts.append(part)
     result = merge(parts)

@@ -167,9 +167,10 @@ class ModelHolder:
         for gone in {m.version for m in old[:2] if m is not None} - serving:
             metrics.forget_version(gone)
         if old[0] is not None and current.session_policy != old[0].session_policy:
-            log.warning("model %s was trained under another session policy (%s, was %s): "
-                        "the worker keeps the one it started with until it restarts",
-                        current.version, current.session_policy, old[0].session_policy)
+            log.info("model %s was trained under another session policy (%s, was %s): its "
+                     "users' sessions are cut by it (unless the worker's configuration "
+                     "overrides it)", current.version, current.session_policy,
+                     old[0].session_policy)
         if old[0] is None:
             log.info("serving model %s (%d items) on %s, top-K by %s%s", current.version,
                      len(current.item_ids), describe(current.device), current.search_backend,
