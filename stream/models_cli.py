@@ -8,6 +8,7 @@ configuration, through the compacted `models` topic every worker follows
     hiertcn-stream models promote            # the candidate serves everyone
     hiertcn-stream models rollback           # drop the candidate; with none, back to previous
     hiertcn-stream models show
+    hiertcn-stream models withdraw           # no deployment: every worker serves its export dir
 
 Each command reads the deployment in force (the topic's last record), changes it and
 writes the whole new one (the key "deployment"): a worker needs only the last record.
@@ -43,7 +44,11 @@ def add_arguments(p: argparse.ArgumentParser, config_options) -> None:
                sub.add_parser("promote", help="the candidate serves everyone"),
                sub.add_parser("rollback", help="drop the candidate; with none, back to the "
                                                "previous model"),
-               sub.add_parser("show", help="print the deployment in force")]
+               sub.add_parser("show", help="print the deployment in force"),
+               sub.add_parser("withdraw", help="remove the deployment: every worker serves "
+                                               "its own export dir (HIERTCN_EXPORT_DIR) "
+                                               "again, e.g. after an image with a newer "
+                                               "export")]
     for action in parsers:
         config_options(action)
 
@@ -53,6 +58,13 @@ def run(args, config: StreamConfig) -> None:
     if args.models_command == "show":
         print(describe(old) if old else f"no deployment on {config.models_topic}: the "
               f"workers serve their export dir")
+        return
+    if args.models_command == "withdraw":
+        if old is None:
+            raise ConfigError(f"no deployment on {config.models_topic} to withdraw: the "
+                              f"workers already serve their export dir")
+        write_deployment(config, None)
+        print(f"withdrawn ({describe(old)}): the workers serve their export dir")
         return
     if args.models_command == "publish":
         new = publish(old, args.export, args.canary, config)
@@ -140,24 +152,31 @@ def read_deployment(config: StreamConfig, timeout: float = 15.0) -> Deployment |
                 msg = c.poll(0.5)
                 if msg is None or msg.error():
                     continue
-                if msg.key() == DEPLOYMENT_KEY:
+                if msg.key() == DEPLOYMENT_KEY and msg.value() is None:
+                    last = None  # withdrawn
+                elif msg.key() == DEPLOYMENT_KEY:
                     try:
                         last = decode_deployment(msg.value())
                     except BadEvent:
                         pass  # a bad record is skipped by the workers too
                 if msg.offset() + 1 >= high:
                     break
+            else:  # a later record could change what is in force: act on none
+                raise BrokerError(f"{topic}[{p}] not read to its end ({high}) within "
+                                  f"{timeout:g}s: nothing changed; try again")
         return last
     finally:
         c.close()
 
 
-def write_deployment(config: StreamConfig, d: Deployment) -> None:
+def write_deployment(config: StreamConfig, d: Deployment | None) -> None:
+    """The whole deployment, or None: its tombstone (withdrawn)."""
     from confluent_kafka import Producer
 
     errors = []
     p = Producer({**config.confluent_settings(), "enable.idempotence": True})
-    p.produce(config.models_topic, key=DEPLOYMENT_KEY, value=encode_deployment(d),
+    p.produce(config.models_topic, key=DEPLOYMENT_KEY,
+              value=None if d is None else encode_deployment(d),
               on_delivery=lambda err, _msg: errors.append(err) if err else None)
     if p.flush(30) or errors:
         raise BrokerError(f"the deployment was not written to {config.models_topic}: "

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -274,9 +275,12 @@ def test_a_canary_serves_its_share_and_promote_moves_everyone(lab, exports):
     for ref in (a, b):
         assert f'hiertcn_model_events_total{{kind="answered",model="{ref.version}"}}' in scraped
         assert f'hiertcn_model_latency_seconds_count{{model="{ref.version}"}}' in scraped
-    # promote, then roll back, by configuration (the CLI ops run), no restart
-    for step, (action, want) in enumerate((("promote", b), ("rollback", a)), start=1):
-        assert cli.main(["models", action, "--bootstrap-servers", bootstrap,
+    # promote, roll back, publish to everyone, withdraw (back to the worker's own export
+    # dir), by configuration (the CLI ops run), no restart
+    steps = ((["promote"], b), (["rollback"], a), (["publish", "--export", str(exports["b"])], b),
+             (["withdraw"], a))
+    for step, (action, want) in enumerate(steps, start=1):
+        assert cli.main(["models", *action, "--bootstrap-servers", bootstrap,
                          "--models-topic", config.models_topic]) == 0
         wait_metric(w, "hiertcn_model_swaps_total", step)
         send_clicks(bootstrap, topics.clicks, [(u, ITEMS[step], f"{u}:{step}") for u in users])
@@ -284,6 +288,10 @@ def test_a_canary_serves_its_share_and_promote_moves_everyone(lab, exports):
         assert {r["model"] for _, r in recs if r["event_id"].endswith(f":{step}")} == {want.version}
         gone = b if want == a else a
         assert f'model="{gone.version}"' not in w.metrics()  # a version gone: its series too
+    assert cli.main(["models", "show", "--bootstrap-servers", bootstrap,
+                     "--models-topic", config.models_topic]) == 0
+    with pytest.raises(ConfigError, match="no deployment .* to withdraw"):
+        stream_models_run("withdraw", bootstrap, config)
 
 
 @pytest.mark.integration
@@ -320,6 +328,13 @@ def test_an_item_published_on_items_is_recommended_and_not_after_its_tombstone(l
     assert p.flush(10) == 0
     assert "brand-new" not in top_after_unknown_clicks("after", False)
     assert model.version in w.log.read_text()
+
+
+def stream_models_run(action: str, bootstrap: str, config: StreamConfig) -> None:
+    """`hiertcn-stream models ACTION` as the CLI runs it, its errors raised."""
+    from stream.models_cli import run
+    run(SimpleNamespace(models_command=action), StreamConfig.resolve(
+        {"bootstrap_servers": bootstrap, "models_topic": config.models_topic}))
 
 
 def sample(w, series: str) -> float:

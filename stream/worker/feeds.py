@@ -33,6 +33,9 @@ from stream.worker import metrics
 log = logging.getLogger(__name__)
 
 ItemUpdate = tuple[str, "np.ndarray | None"]  # (item id, vector; None = retired)
+# the deployment's tombstone (`hiertcn-stream models withdraw`): no deployment in force,
+# the workers serve their own export dir again; on_deployment gets None
+WITHDRAWN = object()
 POLL_S = 0.2  # the feed's longest wait for a record: part of an item's time to its first rec
 RECHECK_S = 5.0  # how often a control topic not there yet is looked for again
 
@@ -69,7 +72,7 @@ class ControlFeed:
                 tp = (msg.topic(), msg.partition())
                 got = self._decode(msg)
                 if msg.topic() == self.config.models_topic and got is not None:
-                    deployment = got
+                    deployment = None if got is WITHDRAWN else got
                 elif got is not None:
                     items[got[0]] = got[1]
                 if msg.offset() + 1 >= ends.get(tp, 0):
@@ -151,7 +154,7 @@ class ControlFeed:
             if got is None:
                 continue
             if msg.topic() == self.config.models_topic:
-                self.on_deployment(got)
+                self.on_deployment(None if got is WITHDRAWN else got)
             else:
                 items[got[0]] = got[1]
         if items:
@@ -164,6 +167,8 @@ class ControlFeed:
             if msg.topic() == self.config.models_topic:
                 if msg.key() != DEPLOYMENT_KEY:
                     raise BadEvent("unknown_key")
+                if msg.value() is None:  # `models withdraw`
+                    return WITHDRAWN
                 return decode_deployment(msg.value())
             update = decode_item_vector(msg.key(), msg.value())
             metrics.ITEM_MESSAGES.labels(kind="vector" if update[1] is not None

@@ -19,7 +19,8 @@ to date with the live catalogue, and only then installed, by a callback on the e
 loop. The agent's batch work is synchronous on that loop (stream/worker/agents.py), so
 the install falls between two micro-batches, never inside one: each batch is served
 by the models of one `Route` snapshot. A broken export is refused with one log line
-and `hiertcn_model_load_failures_total`; the models serving keep serving.
+and `hiertcn_model_load_failures_total`; the models serving keep serving. A withdrawn
+deployment (its tombstone, `hiertcn-stream models withdraw`) brings `export_dir` back.
 """
 
 from __future__ import annotations
@@ -95,12 +96,13 @@ class ModelHolder:
 
     # ------------------------------------------------------------------ loader thread
 
-    def _on_deployment(self, deployment: Deployment) -> None:
-        """From the feed's thread: load in the loader thread, install on the loop."""
+    def _on_deployment(self, deployment: Deployment | None) -> None:
+        """From the feed's thread: load in the loader thread, install on the loop. None:
+        the deployment was withdrawn, the configured export serves again."""
         self._loader.submit(self._load_and_install, deployment)
 
-    def _load_and_install(self, deployment: Deployment) -> None:
-        models = self._prepare(deployment)
+    def _load_and_install(self, deployment: Deployment | None) -> None:
+        models = self._prepare(deployment) if deployment is not None else self._own_export()
         if models is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._install, deployment, models)
 
@@ -124,6 +126,18 @@ class ModelHolder:
             models[role] = model
         self._prepared = {m.version: m for m in models.values()}
         return models
+
+    def _own_export(self) -> dict[str, StreamModel] | None:
+        """{"current": the configured export}, or None after one log line and a count."""
+        try:
+            model = self._load(str(self.config.export_dir), None)
+        except Exception as exc:
+            metrics.MODEL_LOAD_FAILURES.inc()
+            log.error("deployment withdrawn, but the configured export %s does not load: "
+                      "%s; the models serving keep serving", self.config.export_dir, _why(exc))
+            return None
+        self._prepared = {model.version: model}
+        return {"current": model}
 
     def _load(self, location: str, version: str | None) -> StreamModel:
         missing = [name for name in EXPORT_FILES if not (Path(location) / name).is_file()]
