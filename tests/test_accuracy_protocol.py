@@ -278,6 +278,7 @@ def test_quick_run_writes_every_key_with_sane_values(tmp_path, capsys):
     assert sorted((r["model"], r["fold"]) for r in fits) == \
         sorted((m, k) for m in d["models"] for k in (0, 1))
     assert sum(r["users"] for r in fits if r["model"] == "pop") == d["users"]
+    assert (out / "accuracy_curves.png").stat().st_size > 10_000
     # started again with the same settings: every job comes from the journal, the
     # figures are the same; a lost entry is the only job run again
     journal = next((tmp_path / "cache" / "accuracy-journal").iterdir())

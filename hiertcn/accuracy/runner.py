@@ -1,5 +1,6 @@
 """`hiertcn bench accuracy`: run the plan's jobs in child processes, then write the
-results (hiertcn.accuracy.report) and print the table (hiertcn.accuracy.table).
+results (hiertcn.accuracy.report), the learning curves (hiertcn.accuracy.plots) and
+print the table (hiertcn.accuracy.table).
 
 Children are spawned (a fresh interpreter: no forked torch threads), `workers` of
 them, one torch thread each. A job is submitted as soon as the jobs it needs are done:
@@ -27,6 +28,7 @@ from hiertcn.accuracy import jobs as work
 from hiertcn.accuracy.journal import Journal
 from hiertcn.accuracy.grids import trial_configs
 from hiertcn.accuracy.plan import Job, Plan, Source, jobs
+from hiertcn.accuracy.plots import write_curves
 from hiertcn.accuracy.report import build_report, runs_record
 from hiertcn.data import datasets
 from hiertcn.data.loaders import load_interactions
@@ -87,6 +89,7 @@ def run(plan: Plan, out: Path, command: str, probe_s: float, fresh: bool = False
     out.mkdir(parents=True, exist_ok=True)
     (out / "accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "accuracy_runs.json").write_text(json.dumps(runs_record(results), indent=1) + "\n")
+    write_curves(results, out / "accuracy_curves.png")
     return report
 
 
