@@ -12,7 +12,6 @@ import json
 import logging
 import multiprocessing as mp
 import resource
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hiertcn.accuracy.options import command_line
 from hiertcn.data.cache import load_splits
 from hiertcn.item_vectors import cached_cooccurrence_vectors
 from hiertcn.models import TRAIN_DEFAULTS, build_model
@@ -98,6 +98,4 @@ def run_training(out: Path, command: str) -> dict:
 
 def main(args) -> None:
     """`hiertcn bench training`."""
-    command = "hiertcn " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("hiertcn") \
-        else "python -m hiertcn " + " ".join(sys.argv[1:])
-    print(json.dumps(run_training(args.out, command)["ratios"], indent=2))
+    print(json.dumps(run_training(args.out, command_line(args))["ratios"], indent=2))
