@@ -8,6 +8,8 @@ warm-up history of a time split) are computed but not counted.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from tqdm import tqdm
 
@@ -33,14 +35,17 @@ def evaluate(model: Recommender, sessions: Sessions, progress: bool = True,
 
 
 def user_ranks(model: Recommender, sessions: Sessions, progress: bool = False,
-               desc: str = "evaluate") -> list[np.ndarray]:
+               desc: str = "evaluate", max_seconds: float | None = None) -> list[np.ndarray]:
     """Ranks of each user's scored events, one array per user with any, in user
-    order (the same users for every model: which events are scored is the data's)."""
-    out = []
+    order (the same users for every model: which events are scored is the data's).
+    `max_seconds`: stop after the user that passes it (a timing probe)."""
+    out, t0 = [], time.perf_counter()
     for u in tqdm(range(sessions.n_users), desc=desc, disable=not progress, leave=False):
         targets, scored = user_events(sessions, u)
         if not scored.any():
             continue
         scores = model.predict_user(sessions, u)  # (E_u, n_items)
         out.append(ranks(np.asarray(scores)[scored], targets[scored]))
+        if max_seconds is not None and time.perf_counter() - t0 >= max_seconds:
+            break
     return out

@@ -26,8 +26,7 @@ import torch
 from hiertcn.accuracy import jobs as work
 from hiertcn.accuracy.grids import SIMPLE, is_neural, trial_configs
 from hiertcn.accuracy.plan import Job, Plan, Source
-from hiertcn.evaluate import user_events
-from hiertcn.metrics import ranks
+from hiertcn.evaluate import user_ranks
 from hiertcn.models import build_model
 from hiertcn.train import TrainConfig, train_step
 
@@ -91,13 +90,8 @@ def train_speed(net, train, config: dict, seconds: float) -> float:
 @torch.no_grad()
 def score_speed(model, sessions, seconds: float) -> float:
     """Scored events per second of `model` over users of `sessions`, ranks included."""
-    events, t0 = 0, time.perf_counter()
-    for u in range(sessions.n_users):
-        targets, scored = user_events(sessions, u)
-        ranks(np.asarray(model.predict_user(sessions, u))[scored], targets[scored])
-        events += int(scored.sum())
-        if time.perf_counter() - t0 >= seconds:
-            break
+    t0 = time.perf_counter()
+    events = sum(len(r) for r in user_ranks(model, sessions, max_seconds=seconds))
     return events / max(time.perf_counter() - t0, 1e-9)
 
 
