@@ -101,6 +101,11 @@ def worker_metrics(procs: list[WorkerProcess], rate: float | None) -> dict:
            if batches else None,
            "process_batch_ms_per_batch": round(total("hiertcn_batch_seconds_sum")
                                                / batches * 1000, 2) if batches else None}
+    for name, key in (("event_wait_ms_mean", "hiertcn_event_wait_seconds"),
+                      ("event_to_queued_ms_mean", "hiertcn_event_to_recommendation_seconds"),
+                      ("delivery_ms_mean", "hiertcn_delivery_seconds")):
+        n = total(f"{key}_count")  # stage means: where a click's latency goes
+        out[name] = round(total(f"{key}_sum") / n * 1000, 2) if n else None
     events = total("hiertcn_events_in_total")
     if rate and events:
         # process_batch time per event over the wall time per event of one worker

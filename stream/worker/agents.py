@@ -184,6 +184,8 @@ def decode_batch(events, worker, watermark, out):
                                  applied_offset=click.applied_offset))
         by_user[click.user_id] = event
         watermark[msg.partition] = max(watermark.get(msg.partition, click.ts), click.ts)
+        if msg.timestamp:
+            metrics.EVENT_WAIT.observe(max(now - msg.timestamp, 0.0))
     metrics.EVENTS_IN.inc(len(events))
     return incoming, by_user
 

@@ -33,6 +33,11 @@ DELIVERY_SECONDS = Histogram("hiertcn_delivery_seconds",
 LATENCY = Histogram("hiertcn_event_to_recommendation_seconds",
                     "From the event's Kafka timestamp to its recommendation being queued",
                     buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+EVENT_WAIT = Histogram("hiertcn_event_wait_seconds",
+                       "From the event's Kafka timestamp to the start of its micro-batch's "
+                       "work: fetching and queueing, before any model work (the timestamp "
+                       "is the producer's clock unless the topic uses LogAppendTime)",
+                       buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
 CONSUMER_LAG = Gauge("hiertcn_consumer_lag", "Clicks not yet committed by this worker: "
                      "highwater - committed offset, per assigned partition", ["partition"])
 HELD_BACK = Counter("hiertcn_clicks_held_back_total",
