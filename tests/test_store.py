@@ -18,7 +18,7 @@ from rocksdict import Options, Rdict
 
 from hiertcn.inference import StreamModel
 from stream.admin import create_topics
-from stream.tools.harness import MOVIELENS, Topics, WorkerProcess, consume
+from stream.tools.harness import MOVIELENS, Topics, WorkerProcess, consume, until_answered
 from stream.tools.replay import load_events
 from stream.worker.store import OFFSET_KEY, local_stores, persisted_offset
 from tests.modelkit import offline_embeddings
@@ -66,10 +66,9 @@ def assert_states_are_the_offline_ones(bootstrap, topics, events, export_dir):
     """Every click's embedding (first answer per event) equals the model's own step-wise
     run over that user's clicks: no state was started from anything but the clicks."""
     model = StreamModel.load(export_dir)
-    wanted = set(events.event_id)
     got = defaultdict(dict)
     answered = consume(bootstrap, topics.embeddings, len(events), timeout=90,
-                       done=lambda out: wanted <= {v["event_id"] for _, v in out})
+                       done=until_answered(events.event_id))
     for user, value in answered:
         got[user].setdefault(value["event_id"], value["embedding"])
     for user, clicks in events.groupby("user", sort=False):

@@ -21,7 +21,8 @@ from stream.admin import DLQ_TOPIC_CONFIG
 from stream.config import StreamConfig
 from stream.admin import create_topics
 from stream.tools.replay import load_events, replay
-from stream.tools.harness import MOVIELENS, Topics, WorkerProcess, consume, read_topic
+from stream.tools.harness import (MOVIELENS, Topics, WorkerProcess, consume, read_topic,
+                                  until_answered)
 from tests.modelkit import offline_embeddings
 
 pytestmark = pytest.mark.integration
@@ -109,7 +110,7 @@ def every_first_answer(bootstrap, topic, sent, timeout):
     wanted = {e["event_id"] for events in sent.values() for e in events
               if e.get("event", "click") == "click"}
     return first_answers(consume(bootstrap, topic, len(wanted), timeout=timeout,
-                                 done=lambda out: wanted <= {v["event_id"] for _, v in out}))
+                                 done=until_answered(wanted)))
 
 
 def test_restart_and_wiped_store_continue_the_same_state(setup, tmp_path):

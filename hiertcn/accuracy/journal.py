@@ -51,6 +51,7 @@ class Journal:
     def __init__(self, plan: Plan):
         self.folder = Path(plan.cache_dir) / "accuracy-journal" / fingerprint(plan)
         self.commit = commit()
+        self._commits: set[str] = set()  # of the entries loaded and saved
 
     def load(self, keys: set[str]) -> dict[str, dict]:
         """The finished jobs among `keys`, by key."""
@@ -63,6 +64,7 @@ class Journal:
                 continue
             if entry.get("key") in keys:
                 done[entry["key"]] = _arrays(entry["result"])
+                self._commits.add(entry.get("commit") or "unknown")
         return done
 
     def save(self, key: str, result: dict) -> None:
@@ -74,16 +76,11 @@ class Journal:
         tmp.write_text(json.dumps({"key": key, "commit": self.commit,
                                    "result": _lists(result)}))
         tmp.replace(path)
+        self._commits.add(self.commit or "unknown")
 
     def commits(self) -> list[str]:
-        """The commits the journal's entries were made at."""
-        found = set()
-        for path in self.folder.glob("*.json") if self.folder.is_dir() else ():
-            try:
-                found.add(json.loads(path.read_text()).get("commit") or "unknown")
-            except (OSError, ValueError):
-                continue
-        return sorted(found)
+        """The commits the results of this run were made at (loaded and saved)."""
+        return sorted(self._commits)
 
 
 # per-user arrays travel as lists; every other value is already plain

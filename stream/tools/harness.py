@@ -240,6 +240,19 @@ def consume(bootstrap, topic, n, timeout=60.0, group=None, settings=None, raw=Fa
     return out
 
 
+def until_answered(event_ids):
+    """A `done` for `consume`: true once a message names every one of `event_ids`
+    (messages looked at once each, as they arrive)."""
+    missing, seen = set(event_ids), [0]
+
+    def done(out) -> bool:
+        for _, value in out[seen[0]:]:
+            missing.discard(value["event_id"])
+        seen[0] = len(out)
+        return not missing
+    return done
+
+
 def read_topic(bootstrap, topic, timeout=30.0) -> list[tuple[bytes, bytes | None]]:
     """Every (key, value) in the topic now, up to each partition's end; value None is a
     tombstone."""
