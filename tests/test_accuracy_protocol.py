@@ -3,6 +3,7 @@ only, the paired bootstrap of lifts, the tuning budget, the plan, the CLI, and a
 CI-sized run of the same runner (`hiertcn bench accuracy --quick`) end to end."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -279,14 +280,16 @@ def test_quick_run_writes_every_key_with_sane_values(tmp_path, capsys):
         sorted((m, k) for m in d["models"] for k in (0, 1))
     assert sum(r["users"] for r in fits if r["model"] == "pop") == d["users"]
     assert (out / "accuracy_curves.png").stat().st_size > 10_000
-    # started again with the same settings: every job comes from the journal, the
-    # figures are the same; a lost entry is the only job run again
-    journal = next((tmp_path / "cache" / "accuracy-journal").iterdir())
+    # started again with the same settings, its journal moved (--journal: as a checkout
+    # carries it to another machine): every job comes from the journal, the figures
+    # are the same; a lost entry is the only job run again
+    shutil.move(tmp_path / "cache" / "accuracy-journal", tmp_path / "kept")
+    journal = next((tmp_path / "kept").iterdir())
     entries = sorted(journal.glob("*.json"))
     assert len(entries) == 10
     entries[0].unlink()
-    assert main(["bench", "accuracy", "--quick", "--out", str(out),
-                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert main(["bench", "accuracy", "--quick", "--out", str(out), "--journal",
+                 str(tmp_path / "kept"), "--cache-dir", str(tmp_path / "cache")]) == 0
     again = json.loads((out / "accuracy.json").read_text())
     assert again["protocol"]["plan"]["resumed"]["jobs"] == 9
     assert again["datasets"] == report["datasets"]

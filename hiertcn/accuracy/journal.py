@@ -48,8 +48,11 @@ def commit() -> str | None:
 
 
 class Journal:
-    def __init__(self, plan: Plan):
-        self.folder = Path(plan.cache_dir) / "accuracy-journal" / fingerprint(plan)
+    def __init__(self, plan: Plan, root: Path | None = None):
+        """`root`: where the plans' folders go (default CACHE_DIR/accuracy-journal); a
+        folder in the checkout lets a run span sessions on machines that do not last."""
+        root = Path(plan.cache_dir) / "accuracy-journal" if root is None else Path(root)
+        self.folder = root / fingerprint(plan)
         self.commit = commit()
         self._commits: set[str] = set()  # of the entries loaded and saved
 

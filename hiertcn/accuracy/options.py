@@ -78,7 +78,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true",
                    help="run every job again instead of resuming: by default a run goes on "
                         "where a stopped run with the same settings stopped (finished jobs "
-                        "are kept under CACHE_DIR/accuracy-journal/)")
+                        "are kept under the --journal folder)")
+    p.add_argument("--journal", type=Path, default=None, metavar="DIR",
+                   help="folder of finished jobs, one subfolder per plan's settings; point "
+                        "it into the checkout and commit it to resume a run that takes "
+                        "longer than a machine lasts (default: CACHE_DIR/accuracy-journal)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"),
                    help="folder for accuracy.json and accuracy_runs.json (default: %(default)s)")
     p.add_argument("--cache-dir", type=Path, default=None,
@@ -109,7 +113,8 @@ def main(args) -> None:
         runner.print_plan(plan, todo, runner.make_plan(plan, runner.sources(plan), todo,
                                                        probe_s))
         return
-    report = runner.run(plan, args.out, command_line(args), probe_s, fresh=args.fresh)
+    report = runner.run(plan, args.out, command_line(args), probe_s, fresh=args.fresh,
+                        journal_root=args.journal)
     print(table.markdown(report))
     print(f"\nresults: {args.out / 'accuracy.json'}")
 

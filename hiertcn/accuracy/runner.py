@@ -66,13 +66,14 @@ def subset(src: Source, plan: Plan) -> Source:
     return Source(src.name, str(path), "generic", src.real_sessions)
 
 
-def run(plan: Plan, out: Path, command: str, probe_s: float, fresh: bool = False) -> dict:
+def run(plan: Plan, out: Path, command: str, probe_s: float, fresh: bool = False,
+        journal_root: Path | None = None) -> dict:
     """The whole benchmark: probe and plan, every job not in the journal (all of them
     when `fresh`), then the results files."""
     t0 = time.perf_counter()
     srcs = sources(plan)
     todo = jobs(plan)
-    journal = Journal(plan)
+    journal = Journal(plan, journal_root)
     done = {} if fresh else journal.load({j.key for j in todo})
     if done:
         log.info("accuracy: resuming, %d of %d jobs already done (journal %s)", len(done),
