@@ -19,9 +19,10 @@ The fix, for the clicks topic only: a partition's clicks are delivered only afte
 seek that follows its (re)assignment (which fetches them again; with nothing committed
 that seek leaves the position alone, so such a partition is seeked to its start); a
 batch during whose fetch a seek happened is cut off there and the consumer seeks to the
-committed offsets again; an undelivered message never moves the read offset. Gaps are
-left to Faust (a transactional producer's markers make real ones), but counted and
-logged.
+committed offsets again, as it does after any seek that follows held-back clicks (the
+rebalance's seek may have moved the fetch position before they were fetched); an
+undelivered message never moves the read offset. Gaps are left to Faust (a
+transactional producer's markers make real ones), but counted and logged.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class ClicksReadOffsets(defaultdict):
         self.from_start: set = set()  # seeked to "no committed offset": see update
         self.seeks = 0
         self.seek_pending = False  # a seek after a cut-off batch failed: retried
+        # `seeks` when a click was first held back for want of a seek since we last
+        # sought ourselves: see in_order
+        self.held_at: int | None = None
 
     def update(self, *args, **kwargs):
         offsets = dict(*args, **kwargs)
@@ -82,6 +86,13 @@ def _deliver_in_order(consumer, offsets: ClicksReadOffsets) -> None:
     async def in_order(timeout: float):
         if offsets.seek_pending:
             await _seek_again(consumer, offsets)
+        if offsets.held_at not in (None, offsets.seeks) and not offsets.seek_pending:
+            # clicks were held back waiting for a seek, and a seek has come: but a
+            # rebalance's seek moves aiokafka's position in the consumer thread before
+            # `update` shows it here, so the held clicks may have been fetched *after*
+            # that move, and nothing would fetch them again (seen: one click lost in
+            # scale_churn under load). Seeking once more from here costs a re-fetch.
+            await _seek_again(consumer, offsets)
         if offsets.from_start:
             await _seek_to_start(consumer, offsets)
         seeks = offsets.seeks  # before the fetch: a seek during it makes the batch stale
@@ -94,6 +105,8 @@ def _deliver_in_order(consumer, offsets: ClicksReadOffsets) -> None:
                 if (tp not in offsets.seeked or tp in offsets.from_start
                         or offsets.seek_pending):  # its position is not right yet
                     metrics.HELD_BACK.labels(why="not_seeked").inc()
+                    if offsets.held_at is None:
+                        offsets.held_at = offsets.seeks
                     continue
             yield tp, message
 
@@ -120,6 +133,7 @@ async def _seek_again(consumer, offsets: ClicksReadOffsets) -> None:
     (a rebalance's own) succeeds."""
     try:
         await consumer.perform_seek()
+        offsets.held_at = None  # this seek came after every click held so far
     except Exception as exc:
         offsets.seek_pending = True
         log.warning("seek to the committed offsets after a stale batch failed, "
