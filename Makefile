@@ -20,9 +20,11 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # the accuracy benchmark (hours: `hiertcn bench accuracy --plan` estimates it first; see
-# benchmarks/accuracy.md), then training speed and memory: benchmarks/results/
+# benchmarks/accuracy.md), then training speed and memory: benchmarks/results/. The
+# accuracy run's finished jobs go to a journal in the checkout: commit it, and `make bench`
+# in a later clone goes on where this one stopped
 bench: $(STAMP)
-	$(PY) -m hiertcn bench accuracy
+	$(PY) -m hiertcn bench accuracy --journal benchmarks/results/accuracy-journal
 	$(PY) -m hiertcn bench training
 
 # the seven fault scenarios at full size (about 25 minutes): benchmarks/results/reliability.json
