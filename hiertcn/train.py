@@ -16,6 +16,7 @@ the P sessions before each batch, so the gradient still crosses P session transi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import itertools
@@ -118,8 +119,12 @@ class _SavedTensorMeter:
             self.peak = max(self.peak, self.current)
         return t.detach()
 
-    def reset(self):
+    @contextlib.contextmanager
+    def batch(self):
+        """Meters what autograd saves inside the block, counted afresh."""
         self.current, self._seen = 0, set()
+        with torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t):
+            yield
 
 
 class _Batches:
@@ -210,8 +215,7 @@ def _run_epoch(model: NeuralModel, batches: _Batches, n_events: int, config: Tra
     total_loss, total_events, updates = 0.0, 0, 0
     bar = tqdm(total=n_events, desc=desc, unit="ev", disable=not progress, leave=False)
     for batch in batches.epoch():
-        meter.reset()
-        with torch.autograd.graph.saved_tensors_hooks(meter.pack, lambda t: t):
+        with meter.batch():
             loss, n, batches.carry = train_step(model, batch, batches.carry, config, optim)
         total_loss += loss * n
         total_events += n

@@ -2,7 +2,9 @@
 (`bptt_sessions`), the learning-rate schedule, the authors' preset, and the untied
 output layer from training to the stream's export."""
 
+import gc
 import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from hiertcn.inference import StreamModel
 from hiertcn.losses import LossConfig
 from hiertcn.model import HierTCN, ModelConfig
 from hiertcn.models import build_model
-from hiertcn.train import TrainConfig, _detach, fit, train_step
+from hiertcn.train import TrainConfig, _SavedTensorMeter, _detach, fit, train_step
 
 torch.set_num_threads(1)
 N_ITEMS = 100
@@ -188,17 +190,11 @@ def test_the_activation_meter_keeps_no_tensor_past_its_batch():
     """Training under the saved-tensor meter holds as many live tensors after 30
     updates as after 10: a pack hook that returned the tensor itself kept about 19 a
     batch alive (the full benchmark's OOM kill)."""
-    import gc
-    import warnings
-
-    from hiertcn.train import _SavedTensorMeter
-
     model = small_model()
     optim = torch.optim.Adam(model.parameters(), lr=1e-2)
     meter, carry, counts = _SavedTensorMeter(), None, []
     for i, batch in enumerate(stream(3, 2, 2, n=30, seed=7), 1):
-        meter.reset()
-        with torch.autograd.graph.saved_tensors_hooks(meter.pack, lambda t: t):
+        with meter.batch():
             _, _, carry = train_step(model, batch, carry, TrainConfig(), optim)
         if i in (10, 30):
             gc.collect()
