@@ -136,8 +136,8 @@ async def _seek_again(consumer, offsets: ClicksReadOffsets) -> None:
         offsets.held_at = None  # this seek came after every click held so far
     except Exception as exc:
         offsets.seek_pending = True
-        log.warning("seek to the committed offsets after a stale batch failed, "
-                    "retrying: %r", exc)
+        log.warning("seek to the committed offsets (after a stale batch or held-back "
+                    "clicks) failed, retrying: %r", exc)
 
 
 def _watch_gaps(consumer, topic: str) -> None:
