@@ -288,6 +288,13 @@ def test_quick_run_writes_every_key_with_sane_values(tmp_path, capsys):
     entries = sorted(journal.glob("*.json"))
     assert len(entries) == 10
     entries[0].unlink()
+    capsys.readouterr()
+    assert main(["bench", "accuracy", "--quick", "--status", "--journal", str(tmp_path / "kept"),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    status = capsys.readouterr().out
+    assert "9 of 10 jobs done" in status and "left, in the plan's order: " in status
+    assert "folds 2/2" in status and "folds 1/2" in status  # the lost one is the 1 of 2
+    assert not (tmp_path / "cache" / "accuracy-journal").exists()  # --status ran nothing
     assert main(["bench", "accuracy", "--quick", "--out", str(out), "--journal",
                  str(tmp_path / "kept"), "--cache-dir", str(tmp_path / "cache")]) == 0
     again = json.loads((out / "accuracy.json").read_text())

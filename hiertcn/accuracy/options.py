@@ -9,7 +9,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from hiertcn.accuracy import runner, table
+from hiertcn.accuracy import progress, runner, table
 from hiertcn.accuracy.grids import MODELS
 from hiertcn.accuracy.plan import DATASETS, QUICK_USERS, Plan, check_paths, jobs
 from hiertcn.data import datasets
@@ -75,6 +75,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true",
                    help="print the jobs and the estimated wall time (from a short timing "
                         "probe on fold 0 of each data set) without running them")
+    p.add_argument("--status", action="store_true",
+                   help="print how far a run with these settings has come (jobs done and "
+                        "left, the best validation figure of each model's tuning, test "
+                        "figures of the folds done), read from its journal; runs nothing")
     p.add_argument("--fresh", action="store_true",
                    help="run every job again instead of resuming: by default a run goes on "
                         "where a stopped run with the same settings stopped (finished jobs "
@@ -107,6 +111,9 @@ def plan_from_args(args) -> Plan:
 def main(args) -> None:
     plan = plan_from_args(args)
     check_paths(args.out)
+    if args.status:
+        print(progress.summary(plan, args.journal))
+        return
     probe_s = QUICK_PROBE_S if args.quick else PROBE_S
     if args.plan:
         todo = jobs(plan)
