@@ -268,10 +268,15 @@ def test_quick_run_writes_every_key_with_sane_values(tmp_path, capsys):
         assert 0 < m["mrr@10"] <= m["mrr@20"] <= m["recall@20"] <= 1
         assert m["recall@10"] <= m["recall@20"] and m["tuning_trials"] == 1
     assert d["models"]["hiertcn"]["epochs"] == 1 and d["models"]["pop"]["epochs"] == 0
-    assert set(d["lift"]) == {"hiertcn_vs_best_neural", "hiertcn_vs_best_overall"}
+    assert set(d["lift"]) == {"hiertcn_vs_best_neural", "hiertcn_vs_best_overall",
+                              "hiertcn_vs_best_recurrent_or_tcn", "hiertcn_vs_each"}
     neural = d["lift"]["hiertcn_vs_best_neural"]
     assert set(neural) == {"recall@20", "mrr@20"} and neural["mrr@20"]["against"] == "gru4rec"
-    for lift in (*neural.values(), *d["lift"]["hiertcn_vs_best_overall"].values()):
+    each = d["lift"]["hiertcn_vs_each"]
+    assert set(each) == {"gru4rec", "sknn", "pop"}  # every baseline run, hiertcn_low never
+    assert each["gru4rec"] == d["lift"]["hiertcn_vs_best_recurrent_or_tcn"]  # the only one
+    for lift in (*neural.values(), *d["lift"]["hiertcn_vs_best_overall"].values(),
+                 *(v for by_metric in each.values() for v in by_metric.values())):
         lo, hi = lift["ci95"]
         assert lo <= lift["mean"] <= hi
     runs = json.loads((out / "accuracy_runs.json").read_text())

@@ -21,6 +21,7 @@ REPORTED = ("recall@20", "mrr@20", "ndcg@20", "recall@10", "mrr@10")
 LIFT_METRICS = ("recall@20", "mrr@20")
 NEURAL_BASELINES = ("gru4rec", "hrnn", "tcn", "sasrec")
 BASELINES = (*NEURAL_BASELINES, "sknn", "vsknn", "item_knn", "pop")
+TARGET_GROUP = ("gru4rec", "hrnn", "tcn")  # the issue's +15% target is over the best of these
 
 PROTOCOL_TEXT = {
     "split": "users, not events, are held out: K-fold over users (every user a test user "
@@ -41,7 +42,8 @@ PROTOCOL_TEXT = {
                "pooled over all test events of all folds",
     "lift": "m_hiertcn / m_against - 1 on the pooled metric; 95% CI: paired bootstrap "
             "resampling test users (bootstrap replicates), mean = mean over replicates; "
-            "against = the best baseline on that test metric (hiertcn_low excluded)",
+            "against = the best baseline on that test metric (hiertcn_low excluded); "
+            "hiertcn_vs_each: against every baseline in turn, same bootstrap",
 }
 
 
@@ -107,12 +109,18 @@ def model_entry(sums: dict, counts: np.ndarray, fits: list[dict], tunes: list[di
 
 
 def lifts(models: dict, sums: dict, plan: Plan) -> dict:
-    """hiertcn against the best neural baseline and the best baseline overall."""
+    """hiertcn against the best neural baseline, the best baseline overall, the best of
+    the issue's target group (GRU4Rec, HRNN, flat TCN), and each baseline on its own
+    (so every target of the issue reads off one entry, with its interval)."""
     out = {}
     for name, pool in (("hiertcn_vs_best_neural", NEURAL_BASELINES),
-                       ("hiertcn_vs_best_overall", BASELINES)):
+                       ("hiertcn_vs_best_overall", BASELINES),
+                       ("hiertcn_vs_best_recurrent_or_tcn", TARGET_GROUP)):
         out[name] = {metric: lift_against(models, sums, metric, pool, plan)
                      for metric in LIFT_METRICS}
+    out["hiertcn_vs_each"] = {
+        m: {metric: lift_against(models, sums, metric, (m,), plan) for metric in LIFT_METRICS}
+        for m in BASELINES if m in models}
     return out
 
 

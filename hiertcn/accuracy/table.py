@@ -21,10 +21,24 @@ def dataset_table(name: str, d: dict) -> str:
         lines.append(f"| {model} | " + " | ".join(cells) +
                      f" | {m['epochs']} | {m['tuning_trials']} |")
     lines.append("")
+    each = d["lift"].get("hiertcn_vs_each", {})
     for comparison, per_metric in d["lift"].items():
-        parts = [_lift(metric, per_metric[metric]) for metric in LIFT_METRICS]
-        lines.append(f"- {comparison.replace('_', ' ')}: " + "; ".join(parts))
+        if comparison != "hiertcn_vs_each":
+            parts = [_lift(metric, per_metric[metric]) for metric in LIFT_METRICS]
+            lines.append(f"- {comparison.replace('_', ' ')}: " + "; ".join(parts))
+    if each:  # one row per baseline: HierTCN's lift over it, with the interval
+        lines += ["", "| hiertcn vs | " + " | ".join(f"{m} lift (95% CI)" for m in LIFT_METRICS)
+                  + " |", "|---" * (len(LIFT_METRICS) + 1) + "|"]
+        lines += [f"| {model} | " + " | ".join(_span(by[m]) for m in LIFT_METRICS) + " |"
+                  for model, by in each.items()]
     return "\n".join(lines)
+
+
+def _span(lift: dict | None) -> str:
+    if lift is None or lift["mean"] is None:
+        return "undefined"
+    lo, hi = lift["ci95"]
+    return f"{lift['mean']:+.1%} ({lo:+.1%} to {hi:+.1%})"
 
 
 def _cell(value: float, best: bool) -> str:
