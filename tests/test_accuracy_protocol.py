@@ -306,3 +306,33 @@ def test_quick_run_writes_every_key_with_sane_values(tmp_path, capsys):
     assert again["protocol"]["plan"]["resumed"]["jobs"] == 9
     assert again["datasets"] == report["datasets"]
     assert len(list(journal.glob("*.json"))) == 10  # the lost job ran and was journalled again
+
+
+def test_a_try_trains_one_more_trial_on_validation_beside_the_runs_own(tmp_path, capsys):
+    """--try: the authors' preset over a finished run's tuning, validation only; the
+    run's results stay as they were and its tuned trial is the comparison."""
+    out, cache = tmp_path / "results", str(tmp_path / "cache")
+    run = ["bench", "accuracy", "--quick", "--models", "hiertcn", "--trials", "2",
+           "--out", str(out), "--cache-dir", cache]
+    assert main(run) == 0
+    before = (out / "accuracy.json").read_text()
+    capsys.readouterr()
+    assert main([*run, "--try", "authors"]) == 0
+    printed = capsys.readouterr().out
+    assert "hiertcn try authors: validation MRR@20" in printed and "tuned trial" in printed
+    assert (out / "accuracy.json").read_text() == before  # a try never touches the results
+    tries = json.loads((out / "accuracy_tries.json").read_text())["tries"]
+    assert len(tries) == 1
+    t = tries[0]
+    assert t["dataset"] == "movielens-small" and t["model"] == "hiertcn"
+    assert t["config"]["train"]["batch_size"] == 32 and t["config"]["train"]["lr"] == 0.01
+    assert t["config"]["model"] == {"dropout": 0.0, "untied_output": True}
+    assert 0 < t["val"]["mrr@20"] <= t["val"]["recall@20"] <= 1 and t["epochs"] == 1
+    assert t["tuned"]["trial"] in (0, 1)
+    assert t["vs_tuned"]["mrr@20"] == pytest.approx(
+        t["val"]["mrr@20"] / t["tuned"]["val"]["mrr@20"] - 1)
+    # the same try again replaces its entry; another configuration is added beside it
+    assert main([*run, "--try", '{"model": {"dropout": 0.5}}']) == 0
+    assert main([*run, "--try", "authors"]) == 0
+    tries = json.loads((out / "accuracy_tries.json").read_text())["tries"]
+    assert sorted(t["try"] for t in tries) == ["authors", '{"model": {"dropout": 0.5}}']

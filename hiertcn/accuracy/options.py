@@ -9,10 +9,11 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from hiertcn.accuracy import progress, runner, table
+from hiertcn.accuracy import progress, runner, table, tries
 from hiertcn.accuracy.grids import MODELS
 from hiertcn.accuracy.plan import DATASETS, QUICK_USERS, Plan, check_paths, jobs
 from hiertcn.data import datasets
+from hiertcn.train import PRESETS
 
 log = logging.getLogger("hiertcn.accuracy")
 PROBE_S = 1.5  # seconds of training per configuration in the timing probe
@@ -79,6 +80,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="print how far a run with these settings has come (jobs done and "
                         "left, the best validation figure of each model's tuning, test "
                         "figures of the folds done), read from its journal; runs nothing")
+    p.add_argument("--try", dest="try_spec", metavar="CONFIG", default=None,
+                   help="train one more tuning trial per data set, validation only, beside "
+                        "the run's own trials (read from its journal): a preset ("
+                        + ", ".join(PRESETS) + ") or JSON '{\"train\": {...}, \"model\": "
+                        "{...}}' over the tuned configuration; -> accuracy_tries.json")
+    p.add_argument("--try-models", nargs="+", metavar="NAME", default=["hiertcn"],
+                   help="the models --try trains (default: hiertcn)")
     p.add_argument("--fresh", action="store_true",
                    help="run every job again instead of resuming: by default a run goes on "
                         "where a stopped run with the same settings stopped (finished jobs "
@@ -113,6 +121,10 @@ def main(args) -> None:
     check_paths(args.out)
     if args.status:
         print(progress.summary(plan, args.journal))
+        return
+    if args.try_spec is not None:
+        tries.run(plan, args.try_spec, tuple(args.try_models), args.out, args.journal)
+        print(f"\nresults: {args.out / 'accuracy_tries.json'}")
         return
     probe_s = QUICK_PROBE_S if args.quick else PROBE_S
     if args.plan:
