@@ -14,8 +14,7 @@ model and configuration, a later try of the same replacing the earlier.
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +23,14 @@ from hiertcn.accuracy import jobs as work
 from hiertcn.accuracy.grids import default_config, is_neural
 from hiertcn.accuracy.journal import Journal
 from hiertcn.accuracy.plan import Plan, jobs
-from hiertcn.accuracy.runner import children, job_config, sources
+from hiertcn.accuracy.runner import best_trial, children, sources
 from hiertcn.errors import ConfigError
 from hiertcn.models import NEURAL_MODELS, model_config
 from hiertcn.train import PRESETS, TrainConfig
 
-log = logging.getLogger("hiertcn.accuracy")
 SECTIONS = ("train", "model")
-CURVE_SHOWN = ("epoch", "train_s", "mrr@20", "recall@20")
+VAL_SHOWN = ("mrr@20", "recall@20")
+CURVE_SHOWN = ("epoch", "train_s", *VAL_SHOWN)
 
 
 def parse(spec: str) -> dict:
@@ -67,16 +66,17 @@ def over(base: dict, change: dict) -> dict:
     return {s: {**base.get(s, {}), **change.get(s, {})} for s in SECTIONS}
 
 
-def tuned_trials(plan: Plan, journal_root: Path | None) -> dict[tuple[str, str], list[dict]]:
-    """The run's finished tuning trials by (data set, model), from its journal."""
-    tunes = [j for j in jobs(plan) if j.kind == "tune"]
-    done = Journal(plan, journal_root).load({j.key for j in tunes})
-    out: dict[tuple[str, str], list[dict]] = {}
-    for job in tunes:
-        if job.key in done:
-            out.setdefault((job.dataset, job.model), []).append(
-                {**done[job.key], "config": job_config(plan, job, {})})
-    return out
+def tuned(plan: Plan, done: dict[str, dict], dataset: str, model: str) -> dict | None:
+    """The run's tuned trial of `model` on `dataset`, chosen as the run chooses it for its
+    fits (hiertcn.accuracy.runner.best_trial) among the trials in its journal; None
+    before any."""
+    fit = next(j for j in jobs(plan) if j.kind == "fit" and j.dataset == dataset
+               and j.model == model and j.fold == 0)
+    finished = tuple(k for k in fit.needs if k.startswith("tune ") and k in done)
+    if not finished:
+        return None
+    trial = best_trial(replace(fit, needs=finished), done)
+    return next(done[k] for k in finished if done[k]["trial"] == trial)
 
 
 def run(plan: Plan, spec: str, models: tuple[str, ...], out: Path,
@@ -87,13 +87,12 @@ def run(plan: Plan, spec: str, models: tuple[str, ...], out: Path,
             raise ConfigError(f"--try-models: {m} is not a neural model; choose from "
                               f"{', '.join(NEURAL_MODELS)}")
         check_keys(m, change)
-    trials = tuned_trials(plan, journal_root)
+    done = Journal(plan, journal_root).load({j.key for j in jobs(plan) if j.kind == "tune"})
     srcs = sources(plan)
     wanted = []
     for ds in plan.datasets:
         for m in models:
-            mine = trials.get((ds, m), [])
-            best = max(mine, key=lambda r: r["val"]["mrr@20"]) if mine else None
+            best = tuned(plan, done, ds, m)
             base = best["config"] if best else default_config(m)  # tuned, else shipped
             wanted.append((ds, m, over(base, change), best))
     path = out / "accuracy_tries.json"
@@ -111,7 +110,7 @@ def run(plan: Plan, spec: str, models: tuple[str, ...], out: Path,
 
 def record(dataset: str, model: str, spec: str, config: dict, result: dict,
            best: dict | None) -> dict:
-    val = {k: result["val"][k] for k in ("mrr@20", "recall@20")}
+    val = {k: result["val"][k] for k in VAL_SHOWN}
     entry = {"dataset": dataset, "model": model, "try": spec, "config": config, "val": val,
              "best_epoch": result.get("best_epoch"), "epochs": result.get("epochs"),
              "stopped": result.get("stopped"), "events_per_s": result.get("events_per_s"),
@@ -119,7 +118,7 @@ def record(dataset: str, model: str, spec: str, config: dict, result: dict,
                        for c in result.get("curve", [])]}
     if best is not None:
         entry["tuned"] = {"trial": best["trial"], "config": best["config"],
-                          "val": {k: best["val"][k] for k in ("mrr@20", "recall@20")}}
+                          "val": {k: best["val"][k] for k in VAL_SHOWN}}
         entry["vs_tuned"] = {k: val[k] / best["val"][k] - 1 if best["val"][k] else None
                              for k in val}
     return entry
